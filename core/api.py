@@ -1,0 +1,64 @@
+"""Cross-cutting API behaviour: one JSON error shape and domain errors mapped to HTTP codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class DomainError(Exception):
+    """A rule of the domain was broken; `field` names the input at fault when there is one."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code:
+            self.code = code
+
+
+class ConflictError(DomainError):
+    """The request is valid but clashes with the current state (HTTP 409)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+
+
+class NotFoundError(DomainError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every error is `{"error": {"code", "message", "fields": {name: [messages]}}}`."""
+    if isinstance(exc, DomainError):
+        fields = {exc.field: [exc.message]} if exc.field else {}
+        body = {"error": {"code": exc.code, "message": exc.message, "fields": fields}}
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        body = {"error": {"code": "invalid", "message": "invalid input", "fields": fields}}
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data
+    if isinstance(detail, dict) and "detail" not in detail:
+        fields = detail
+        message = "invalid input"
+        code = "invalid"
+    else:
+        fields = {}
+        message = str(detail.get("detail", detail)) if isinstance(detail, dict) else str(detail)
+        code = getattr(getattr(exc, "detail", None), "code", None) or getattr(
+            exc, "default_code", "error"
+        )
+    response.data = {"error": {"code": code, "message": message, "fields": fields}}
+    return response

@@ -1,0 +1,82 @@
+"""Vehicle authentication from the mutual-TLS identity that only the TLS layer can set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rest_framework import authentication, exceptions
+
+# Key of the TLS identity in a WSGI/test request's META. Header-borne values always arrive
+# as HTTP_*, so no client can forge this key; over ASGI the identity is in scope["ota_tls"].
+TLS_META_KEY = "ota.tls"
+
+
+@dataclass(frozen=True)
+class VehicleIdentity:
+    """A vehicle authenticated by its client certificate."""
+
+    vin: str
+    tls: dict[str, Any]
+    vehicle: Any = None  # vehicles.Vehicle, or None before registration
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+
+class VehicleUser:
+    """Stands in for request.user when a vehicle calls; it has no operator rights."""
+
+    is_authenticated = True
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+
+    def __init__(self, identity: VehicleIdentity) -> None:
+        self.identity = identity
+        self.username = f"vehicle:{identity.vin}"
+
+    def __str__(self) -> str:
+        return self.username
+
+    @property
+    def groups(self) -> Any:
+        from django.contrib.auth.models import Group
+
+        return Group.objects.none()
+
+
+def tls_info_of(request: Any) -> dict[str, Any] | None:
+    """The TLS details of the connection a request came on, if it came on mutual TLS."""
+    django_request = getattr(request, "_request", request)
+    scope = getattr(django_request, "scope", None)
+    info = scope.get("ota_tls") if isinstance(scope, dict) else None
+    if info is None:
+        info = django_request.META.get(TLS_META_KEY)
+    return info if isinstance(info, dict) else None
+
+
+class VehicleTLSAuthentication(authentication.BaseAuthentication):
+    """Authenticates a vehicle by the VIN of its verified client certificate."""
+
+    def authenticate(self, request: Any) -> tuple[VehicleUser, VehicleIdentity] | None:
+        info = tls_info_of(request)
+        if not info or not info.get("vin"):
+            return None
+        from vehicles.models import Vehicle
+
+        vin = str(info["vin"])
+        vehicle = Vehicle.objects.filter(vin=vin).first()
+        if vehicle is not None and vehicle.certificate_fingerprint:
+            fingerprint = info.get("cert_fingerprint") or ""
+            if fingerprint and fingerprint != vehicle.certificate_fingerprint:
+                # Registration bound the VIN to one certificate; another certificate with the same
+                # subject is not this vehicle.
+                raise exceptions.AuthenticationFailed("certificate is not the one bound to this VIN")
+        identity = VehicleIdentity(vin=vin, tls=info, vehicle=vehicle)
+        return VehicleUser(identity), identity
+
+    def authenticate_header(self, request: Any) -> str:
+        return "mTLS"

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from ecus.models import Ecu, EcuType, RegistryEcu, RegistryZone
+
+
+@admin.register(EcuType)
+class EcuTypeAdmin(admin.ModelAdmin):
+    list_display = ["code", "name"]
+    search_fields = ["code", "name"]
+
+
+@admin.register(RegistryZone)
+class RegistryZoneAdmin(admin.ModelAdmin):
+    list_display = ["gateway_id", "zone_number", "name", "doip_logical_address"]
+
+
+@admin.register(RegistryEcu)
+class RegistryEcuAdmin(admin.ModelAdmin):
+    list_display = ["ecu_id", "name", "ecu_type", "zone", "hardware_version", "default_sw_version", "update_priority"]
+    list_filter = ["zone", "ecu_type", "update_priority"]
+    search_fields = ["ecu_id", "name"]
+    list_select_related = ["ecu_type", "zone"]
+
+
+@admin.register(Ecu)
+class EcuAdmin(admin.ModelAdmin):
+    list_display = ["vehicle", "ecu_id", "ecu_type", "zonal_gateway", "hardware_version", "sw_version", "target_sw_version"]
+    list_filter = ["ecu_type", "zonal_gateway__gateway_id", "hardware_version"]
+    search_fields = ["vehicle__vin", "ecu_id", "serial_number"]
+    list_select_related = ["vehicle", "ecu_type", "zonal_gateway"]
+    raw_id_fields = ["vehicle", "zonal_gateway"]
+    readonly_fields = ["sw_version_key"]
+    show_full_result_count = False

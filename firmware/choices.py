@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class FirmwareStatus(models.TextChoices):
+    AVAILABLE = "available", _("Available")
+    DEPRECATED = "deprecated", _("Deprecated")

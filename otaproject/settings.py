@@ -1,0 +1,230 @@
+"""Settings for the OTA server, read from the environment (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A `.env` beside manage.py is a convenience for development; real deployments set variables.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def env_secret(name: str, *, default: str | None = None) -> str | None:
+    """Read NAME_FILE (a mounted secret) before NAME, so secrets stay out of process listings."""
+    file_path = env.str(f"{name}_FILE", default="")
+    if file_path:
+        try:
+            return Path(file_path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={file_path!r} cannot be read: {exc}") from exc
+    return env.str(name, default=default)
+
+
+DEBUG = env.bool("DEBUG", default=False)
+PRODUCTION = env.bool("OTA_PRODUCTION", default=False)
+
+VAR_DIR = Path(env.str("OTA_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+PKI_DIR = Path(env.str("OTA_PKI_DIR", default=str(VAR_DIR / "pki")))
+SIGNING_KEY_DIR = Path(env.str("OTA_SIGNING_KEY_DIR", default=str(VAR_DIR / "signing")))
+MEDIA_ROOT = Path(env.str("OTA_MEDIA_ROOT", default=str(VAR_DIR / "media")))
+PACKAGE_DIR = Path(env.str("OTA_PACKAGE_DIR", default=str(VAR_DIR / "packages")))
+MEDIA_URL = "/media/"
+
+
+def _development_secret_key() -> str:
+    """Generate a key once and keep it under var/, so sessions survive restarts in development."""
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = env_secret("SECRET_KEY")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) is required when OTA_PRODUCTION=1")
+    SECRET_KEY = _development_secret_key()
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list(
+    "CSRF_TRUSTED_ORIGINS",
+    default=["https://localhost:8444", "https://127.0.0.1:8444"],
+)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "channels",
+    "core",
+    "vehicles",
+    "ecus",
+    "firmware",
+    "ota",
+    "diagnostics",
+    "pqc",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "otaproject.urls"
+ASGI_APPLICATION = "otaproject.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite under var/ on a fresh machine; PostgreSQL (psycopg 3, pooled) when DATABASE_URL says so.
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'ota.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN", default=1),
+        "max_size": env.int("DATABASE_POOL_MAX", default=10),
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the listeners, the bridge and the campaign worker share the file without
+    # "database is locked" on every concurrent write.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# An empty MQTT_URL means: start the embedded broker inside `manage.py runota`.
+MQTT_URL = env.str("MQTT_URL", default="") or None
+MQTT_EMBEDDED_PORT = env.int("MQTT_EMBEDDED_PORT", default=1884)
+if MQTT_URL and not MQTT_URL.startswith(("mqtt://", "tcp://")):
+    raise ImproperlyConfigured(f"MQTT_URL must look like mqtt://host:port, got {MQTT_URL!r}")
+
+OTA_BIND_HOST = env.str("OTA_BIND_HOST", default="127.0.0.1")
+OTA_VEHICLE_PORT = env.int("OTA_VEHICLE_PORT", default=8443)
+OTA_CONSOLE_PORT = env.int("OTA_CONSOLE_PORT", default=8444)
+OTA_MQTT_TLS_PORT = env.int("OTA_MQTT_TLS_PORT", default=8883)
+OTA_SERVER_HOSTNAMES = env.list("OTA_SERVER_HOSTNAMES", default=["localhost"])
+OTA_PUBLIC_BASE_URL = env.str("OTA_PUBLIC_BASE_URL", default=f"https://localhost:{OTA_VEHICLE_PORT}")
+
+PQC_DEFAULT_CONFIG = env.int("PQC_DEFAULT_CONFIG", default=1)
+PQC_ALLOW_CLASSICAL = env.bool("PQC_ALLOW_CLASSICAL", default=False)
+PQC_CONFIG_FILE = BASE_DIR / "config" / "pqc_configs.yaml"
+ECU_REGISTRY_FILE = BASE_DIR / "config" / "ecu_registry.yaml"
+
+FIRMWARE_MAX_UPLOAD_BYTES = env.int("FIRMWARE_MAX_UPLOAD_BYTES", default=4 * 1024**3)
+PACKAGE_ZSTD_LEVEL = env.int("PACKAGE_ZSTD_LEVEL", default=3)
+# Uploads stream to disk past this size instead of being held in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
+FILE_UPLOAD_TEMP_DIR = None
+
+# Dotted paths of `start(stop_event)` callables that `manage.py runota` runs in daemon threads.
+RUNOTA_BACKGROUND_SERVICES = env.list("RUNOTA_BACKGROUND_SERVICES", default=[])
+
+OTA_VEHICLE_TIMEOUT_SECONDS = env.int("OTA_VEHICLE_TIMEOUT_SECONDS", default=6 * 3600)
+
+STORAGES = {
+    "default": {
+        "BACKEND": env.str(
+            "OTA_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+        ),
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "core.auth.VehicleTLSAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_THROTTLE_RATES": {
+        "vehicle": env.str("OTA_VEHICLE_THROTTLE", default="600/minute"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "PQC OTA server API",
+    "DESCRIPTION": "Vehicle and operator API of the post-quantum OTA update server.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from ecus.models import Ecu
+from vehicles.models import Vehicle, ZonalGateway
+
+
+class ZonalGatewayInline(admin.TabularInline):
+    model = ZonalGateway
+    extra = 0
+    fields = ["gateway_id", "zone_number", "name", "doip_address"]
+    readonly_fields = fields
+
+    @admin.display(description="DoIP address")
+    def doip_address(self, obj: ZonalGateway) -> str:
+        return f"0x{obj.doip_logical_address:04X}"
+
+
+class EcuInline(admin.TabularInline):
+    """ECUs ordered by zone, so the vehicle page reads gateway by gateway."""
+
+    model = Ecu
+    extra = 0
+    fields = ["zonal_gateway", "ecu_id", "ecu_type", "hardware_version", "sw_version", "target_sw_version"]
+    readonly_fields = ["zonal_gateway", "ecu_id", "ecu_type", "hardware_version", "sw_version"]
+    ordering = ["zonal_gateway__zone_number", "ecu_id"]
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("zonal_gateway", "ecu_type")
+
+
+@admin.register(Vehicle)
+class VehicleAdmin(admin.ModelAdmin):
+    list_display = ["vin", "model_name", "model_year", "status", "is_online", "last_seen_at", "tls_group"]
+    list_filter = ["status", "is_online", "model_name", "model_year", "tls_group"]
+    search_fields = ["vin", "vmg_id"]
+    readonly_fields = [
+        "tls_group",
+        "tls_signature_algorithm",
+        "tls_version",
+        "tls_seen_at",
+        "certificate_fingerprint",
+        "certificate_serial",
+        "last_seen_at",
+        "created_at",
+    ]
+    inlines = [ZonalGatewayInline, EcuInline]
+
+
+@admin.register(ZonalGateway)
+class ZonalGatewayAdmin(admin.ModelAdmin):
+    list_display = ["vehicle", "gateway_id", "zone_number", "name"]
+    list_filter = ["gateway_id"]
+    search_fields = ["vehicle__vin", "gateway_id"]
+    list_select_related = ["vehicle"]
+    raw_id_fields = ["vehicle"]

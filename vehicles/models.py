@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from django.db import models
+
+from vehicles.choices import VehicleStatus
+from vehicles.querysets import VehicleQuerySet
+from vehicles.validators import validate_vin
+
+
+class Vehicle(models.Model):
+    """A vehicle in the fleet, identified by its VIN and talking to us through its VMG."""
+
+    vin = models.CharField(max_length=17, unique=True, validators=[validate_vin])
+    model_name = models.CharField(max_length=100)
+    model_year = models.PositiveSmallIntegerField()
+    vmg_id = models.CharField(max_length=64, blank=True)
+    status = models.CharField(
+        max_length=20,
+        choices=VehicleStatus.choices,
+        default=VehicleStatus.REGISTERED,
+    )
+    is_online = models.BooleanField(default=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    # The crypto posture of the latest mutual-TLS connection, recorded by the TLS layer.
+    tls_group = models.CharField(max_length=64, blank=True)
+    tls_signature_algorithm = models.CharField(max_length=64, blank=True)
+    tls_version = models.CharField(max_length=16, blank=True)
+    tls_seen_at = models.DateTimeField(null=True, blank=True)
+    certificate_fingerprint = models.CharField(max_length=64, blank=True)
+    certificate_serial = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = VehicleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["vin"]
+        indexes = [
+            models.Index(fields=["model_name", "model_year"], name="vehicles_vehicle_model_year"),
+            models.Index(fields=["status"], name="vehicles_vehicle_status"),
+        ]
+
+    def __str__(self) -> str:
+        return self.vin
+
+
+class ZonalGateway(models.Model):
+    """A zonal gateway of one vehicle; ECUs behind it are reached over DoIP/UDS."""
+
+    vehicle = models.ForeignKey(
+        "vehicles.Vehicle",
+        on_delete=models.CASCADE,
+        related_name="zonal_gateways",
+    )
+    gateway_id = models.CharField(max_length=32)
+    zone_number = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=64)
+    doip_logical_address = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["vehicle", "zone_number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vehicle", "gateway_id"],
+                name="vehicles_zonalgateway_unique_gateway",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(doip_logical_address__lte=0xFFFF),
+                name="vehicles_zonalgateway_doip_address_u16",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vehicle_id}/{self.gateway_id}"
