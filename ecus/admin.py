@@ -18,7 +18,15 @@ class RegistryZoneAdmin(admin.ModelAdmin):
 
 @admin.register(RegistryEcu)
 class RegistryEcuAdmin(admin.ModelAdmin):
-    list_display = ["ecu_id", "name", "ecu_type", "zone", "hardware_version", "default_sw_version", "update_priority"]
+    list_display = [
+        "ecu_id",
+        "name",
+        "ecu_type",
+        "zone",
+        "hardware_version",
+        "default_sw_version",
+        "update_priority",
+    ]
     list_filter = ["zone", "ecu_type", "update_priority"]
     search_fields = ["ecu_id", "name"]
     list_select_related = ["ecu_type", "zone"]
@@ -26,7 +34,15 @@ class RegistryEcuAdmin(admin.ModelAdmin):
 
 @admin.register(Ecu)
 class EcuAdmin(admin.ModelAdmin):
-    list_display = ["vehicle", "ecu_id", "ecu_type", "zonal_gateway", "hardware_version", "sw_version", "target_sw_version"]
+    list_display = [
+        "vehicle",
+        "ecu_id",
+        "ecu_type",
+        "zonal_gateway",
+        "hardware_version",
+        "sw_version",
+        "target_sw_version",
+    ]
     list_filter = ["ecu_type", "zonal_gateway__gateway_id", "hardware_version"]
     search_fields = ["vehicle__vin", "ecu_id", "serial_number"]
     list_select_related = ["vehicle", "ecu_type", "zonal_gateway"]

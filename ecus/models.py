@@ -101,7 +101,9 @@ class Ecu(models.Model):
     class Meta:
         ordering = ["vehicle", "ecu_id"]
         constraints = [
-            models.UniqueConstraint(fields=["vehicle", "ecu_id"], name="ecus_ecu_unique_per_vehicle"),
+            models.UniqueConstraint(
+                fields=["vehicle", "ecu_id"], name="ecus_ecu_unique_per_vehicle"
+            ),
         ]
         indexes = [
             # Campaign targeting: "vehicles whose ECM runs a version below X".

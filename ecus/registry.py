@@ -60,7 +60,9 @@ def _field(entry: dict[str, Any], name: str, where: str) -> Any:
     return entry[name]
 
 
-def _text(entry: dict[str, Any], name: str, where: str, pattern: re.Pattern[str] | None = None) -> str:
+def _text(
+    entry: dict[str, Any], name: str, where: str, pattern: re.Pattern[str] | None = None
+) -> str:
     value = _field(entry, name, where)
     if not isinstance(value, str):
         raise RegistryError(f"{where}: field '{name}' must be text, got {value!r}")
@@ -76,7 +78,9 @@ def _address(entry: dict[str, Any], name: str, where: str) -> int:
     except (TypeError, ValueError):
         raise RegistryError(f"{where}: field '{name}' must be a number like 0x1001, got {value!r}")
     if not 0 < number <= 0xFFFF or isinstance(value, bool):
-        raise RegistryError(f"{where}: field '{name}' must fit a 16-bit DoIP address, got {value!r}")
+        raise RegistryError(
+            f"{where}: field '{name}' must fit a 16-bit DoIP address, got {value!r}"
+        )
     return number
 
 

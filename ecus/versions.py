@@ -43,7 +43,9 @@ class SemVer:
         version = cls(parsed.major, parsed.minor, parsed.patch, prerelease, parsed.build or "")
         for number in (version.major, version.minor, version.patch):
             if len(str(number)) > _MAX_NUMERIC_DIGITS:
-                raise InvalidVersion(f"{text!r} has a field longer than {_MAX_NUMERIC_DIGITS} digits")
+                raise InvalidVersion(
+                    f"{text!r} has a field longer than {_MAX_NUMERIC_DIGITS} digits"
+                )
         for ident in prerelease:
             if ident.isdigit() and len(ident) > _MAX_NUMERIC_DIGITS:
                 raise InvalidVersion(f"{text!r} has a numeric identifier that is too long")

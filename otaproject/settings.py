@@ -26,8 +26,24 @@ def env_secret(name: str, *, default: str | None = None) -> str | None:
     return env.str(name, default=default)
 
 
-DEBUG = env.bool("DEBUG", default=False)
-PRODUCTION = env.bool("OTA_PRODUCTION", default=False)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_bool(name: str, *, default: bool) -> bool:
+    """A boolean that refuses anything but clear yes/no words, unlike a silent False."""
+    raw = env.str(name, default="1" if default else "0").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name} must be one of 1/0, true/false, yes/no, on/off; got {raw!r}"
+    )
+
+
+DEBUG = env_bool("DEBUG", default=False)
+PRODUCTION = env_bool("OTA_PRODUCTION", default=False)
 
 VAR_DIR = Path(env.str("OTA_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -50,7 +66,9 @@ def _development_secret_key() -> str:
 SECRET_KEY = env_secret("SECRET_KEY")
 if not SECRET_KEY:
     if PRODUCTION:
-        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) is required when OTA_PRODUCTION=1")
+        raise ImproperlyConfigured(
+            "SECRET_KEY (or SECRET_KEY_FILE) is required when OTA_PRODUCTION=1"
+        )
     SECRET_KEY = _development_secret_key()
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
@@ -149,10 +167,12 @@ OTA_VEHICLE_PORT = env.int("OTA_VEHICLE_PORT", default=8443)
 OTA_CONSOLE_PORT = env.int("OTA_CONSOLE_PORT", default=8444)
 OTA_MQTT_TLS_PORT = env.int("OTA_MQTT_TLS_PORT", default=8883)
 OTA_SERVER_HOSTNAMES = env.list("OTA_SERVER_HOSTNAMES", default=["localhost"])
-OTA_PUBLIC_BASE_URL = env.str("OTA_PUBLIC_BASE_URL", default=f"https://localhost:{OTA_VEHICLE_PORT}")
+OTA_PUBLIC_BASE_URL = env.str(
+    "OTA_PUBLIC_BASE_URL", default=f"https://localhost:{OTA_VEHICLE_PORT}"
+)
 
 PQC_DEFAULT_CONFIG = env.int("PQC_DEFAULT_CONFIG", default=1)
-PQC_ALLOW_CLASSICAL = env.bool("PQC_ALLOW_CLASSICAL", default=False)
+PQC_ALLOW_CLASSICAL = env_bool("PQC_ALLOW_CLASSICAL", default=False)
 PQC_CONFIG_FILE = BASE_DIR / "config" / "pqc_configs.yaml"
 ECU_REGISTRY_FILE = BASE_DIR / "config" / "ecu_registry.yaml"
 
@@ -223,8 +243,8 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
-SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
-CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=True)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=True)
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"

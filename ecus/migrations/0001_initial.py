@@ -5,79 +5,151 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('vehicles', '0001_initial'),
+        ("vehicles", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EcuType',
+            name="EcuType",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=16, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('description', models.TextField(blank=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.CharField(max_length=16, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                ("description", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['code'],
+                "ordering": ["code"],
             },
         ),
         migrations.CreateModel(
-            name='RegistryZone',
+            name="RegistryZone",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('gateway_id', models.CharField(max_length=32, unique=True)),
-                ('zone_number', models.PositiveSmallIntegerField(unique=True)),
-                ('name', models.CharField(max_length=64)),
-                ('doip_logical_address', models.PositiveIntegerField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("gateway_id", models.CharField(max_length=32, unique=True)),
+                ("zone_number", models.PositiveSmallIntegerField(unique=True)),
+                ("name", models.CharField(max_length=64)),
+                ("doip_logical_address", models.PositiveIntegerField()),
             ],
             options={
-                'ordering': ['zone_number'],
+                "ordering": ["zone_number"],
             },
         ),
         migrations.CreateModel(
-            name='RegistryEcu',
+            name="RegistryEcu",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ecu_id', models.CharField(max_length=16, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('hardware_version', models.CharField(max_length=64)),
-                ('default_sw_version', models.CharField(max_length=64)),
-                ('doip_logical_address', models.PositiveIntegerField(unique=True)),
-                ('update_priority', models.PositiveSmallIntegerField(choices=[(1, 'Critical'), (2, 'High'), (3, 'Normal'), (4, 'Low')], default=3)),
-                ('ecu_type', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='registry_entries', to='ecus.ecutype')),
-                ('zone', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='ecus', to='ecus.registryzone')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("ecu_id", models.CharField(max_length=16, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                ("hardware_version", models.CharField(max_length=64)),
+                ("default_sw_version", models.CharField(max_length=64)),
+                ("doip_logical_address", models.PositiveIntegerField(unique=True)),
+                (
+                    "update_priority",
+                    models.PositiveSmallIntegerField(
+                        choices=[(1, "Critical"), (2, "High"), (3, "Normal"), (4, "Low")], default=3
+                    ),
+                ),
+                (
+                    "ecu_type",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="registry_entries",
+                        to="ecus.ecutype",
+                    ),
+                ),
+                (
+                    "zone",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="ecus",
+                        to="ecus.registryzone",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['ecu_id'],
+                "ordering": ["ecu_id"],
             },
         ),
         migrations.CreateModel(
-            name='Ecu',
+            name="Ecu",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ecu_id', models.CharField(max_length=16)),
-                ('hardware_version', models.CharField(max_length=64)),
-                ('sw_version', models.CharField(max_length=64)),
-                ('sw_version_key', models.CharField(editable=False, max_length=1024)),
-                ('target_sw_version', models.CharField(blank=True, max_length=64)),
-                ('doip_logical_address', models.PositiveIntegerField()),
-                ('update_priority', models.PositiveSmallIntegerField(choices=[(1, 'Critical'), (2, 'High'), (3, 'Normal'), (4, 'Low')], default=3)),
-                ('part_number', models.CharField(blank=True, max_length=64)),
-                ('supplier', models.CharField(blank=True, max_length=64)),
-                ('serial_number', models.CharField(blank=True, max_length=64)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('vehicle', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ecus', to='vehicles.vehicle')),
-                ('zonal_gateway', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='ecus', to='vehicles.zonalgateway')),
-                ('ecu_type', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='ecus', to='ecus.ecutype')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("ecu_id", models.CharField(max_length=16)),
+                ("hardware_version", models.CharField(max_length=64)),
+                ("sw_version", models.CharField(max_length=64)),
+                ("sw_version_key", models.CharField(editable=False, max_length=1024)),
+                ("target_sw_version", models.CharField(blank=True, max_length=64)),
+                ("doip_logical_address", models.PositiveIntegerField()),
+                (
+                    "update_priority",
+                    models.PositiveSmallIntegerField(
+                        choices=[(1, "Critical"), (2, "High"), (3, "Normal"), (4, "Low")], default=3
+                    ),
+                ),
+                ("part_number", models.CharField(blank=True, max_length=64)),
+                ("supplier", models.CharField(blank=True, max_length=64)),
+                ("serial_number", models.CharField(blank=True, max_length=64)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "vehicle",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="ecus",
+                        to="vehicles.vehicle",
+                    ),
+                ),
+                (
+                    "zonal_gateway",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="ecus",
+                        to="vehicles.zonalgateway",
+                    ),
+                ),
+                (
+                    "ecu_type",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="ecus",
+                        to="ecus.ecutype",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['vehicle', 'ecu_id'],
-                'indexes': [models.Index(fields=['ecu_type', 'sw_version_key'], name='ecus_ecu_type_version')],
-                'constraints': [models.UniqueConstraint(fields=('vehicle', 'ecu_id'), name='ecus_ecu_unique_per_vehicle')],
+                "ordering": ["vehicle", "ecu_id"],
+                "indexes": [
+                    models.Index(
+                        fields=["ecu_type", "sw_version_key"], name="ecus_ecu_type_version"
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("vehicle", "ecu_id"), name="ecus_ecu_unique_per_vehicle"
+                    )
+                ],
             },
         ),
     ]

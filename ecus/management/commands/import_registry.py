@@ -32,4 +32,6 @@ class Command(BaseCommand):
                 f"{kind}: {summary.created[kind]} created, {summary.updated[kind]} updated, "
                 f"{summary.unchanged[kind]} unchanged"
             )
-        self.stdout.write(self.style.SUCCESS("registry imported" if summary.changed else "registry unchanged"))
+        self.stdout.write(
+            self.style.SUCCESS("registry imported" if summary.changed else "registry unchanged")
+        )
