@@ -43,7 +43,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body = {"error": {"code": exc.code, "message": exc.message, "fields": fields}}
         return Response(body, status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
-        fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        fields = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
         body = {"error": {"code": "invalid", "message": "invalid input", "fields": fields}}
         return Response(body, status=status.HTTP_400_BAD_REQUEST)
     response = drf_exception_handler(exc, context)

@@ -74,7 +74,9 @@ class VehicleTLSAuthentication(authentication.BaseAuthentication):
             if fingerprint and fingerprint != vehicle.certificate_fingerprint:
                 # Registration bound the VIN to one certificate; another certificate with the same
                 # subject is not this vehicle.
-                raise exceptions.AuthenticationFailed("certificate is not the one bound to this VIN")
+                raise exceptions.AuthenticationFailed(
+                    "certificate is not the one bound to this VIN"
+                )
         identity = VehicleIdentity(vin=vin, tls=info, vehicle=vehicle)
         return VehicleUser(identity), identity
 
