@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from ecus.models import Ecu, EcuType, RegistryEcu, RegistryZone
+from ecus.models import Ecu, EcuType, RegistryEcu, RegistryZone, SoftwareChange
 
 
 @admin.register(EcuType)
@@ -48,4 +48,22 @@ class EcuAdmin(admin.ModelAdmin):
     list_select_related = ["vehicle", "ecu_type", "zonal_gateway"]
     raw_id_fields = ["vehicle", "zonal_gateway"]
     readonly_fields = ["sw_version_key"]
+    show_full_result_count = False
+
+
+@admin.register(SoftwareChange)
+class SoftwareChangeAdmin(admin.ModelAdmin):
+    list_display = [
+        "vehicle",
+        "ecu",
+        "from_version",
+        "to_version",
+        "source",
+        "update_id",
+        "recorded_at",
+    ]
+    list_filter = ["source"]
+    search_fields = ["vehicle__vin", "ecu__ecu_id"]
+    list_select_related = ["vehicle", "ecu"]
+    raw_id_fields = ["vehicle", "ecu"]
     show_full_result_count = False

@@ -123,3 +123,36 @@ class Ecu(models.Model):
     @property
     def semver(self) -> SemVer:
         return SemVer.coerce(self.sw_version)
+
+
+class SoftwareChange(models.Model):
+    """A change of the software an ECU runs: the per-vehicle software history."""
+
+    vehicle = models.ForeignKey(
+        "vehicles.Vehicle",
+        on_delete=models.CASCADE,
+        related_name="software_changes",
+    )
+    ecu = models.ForeignKey(
+        "ecus.Ecu",
+        on_delete=models.CASCADE,
+        related_name="software_changes",
+    )
+    from_version = models.CharField(max_length=VERSION_MAX_LENGTH, blank=True)
+    to_version = models.CharField(max_length=VERSION_MAX_LENGTH)
+    from_hardware_version = models.CharField(max_length=VERSION_MAX_LENGTH, blank=True)
+    to_hardware_version = models.CharField(max_length=VERSION_MAX_LENGTH, blank=True)
+    # "vci", "ecu_report", "ota" (confirmed by an update) or "operator".
+    source = models.CharField(max_length=16)
+    # The ota.OtaUpdate that caused it, as a plain id: ecus must not depend on the ota app.
+    update_id = models.BigIntegerField(null=True, blank=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["vehicle", "-recorded_at", "-id"]
+        indexes = [
+            models.Index(fields=["vehicle", "-recorded_at"], name="ecus_softwarechange_vehicle"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ecu_id}: {self.from_version} -> {self.to_version}"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import transaction
 
-from ecus.models import EcuType, RegistryEcu, RegistryZone
+from core.api import DomainError, NotFoundError
+from core.audit import record_event
+from ecus.models import Ecu, EcuType, RegistryEcu, RegistryZone, SoftwareChange
 from ecus.registry import Registry
+from ecus.versions import InvalidVersion, SemVer
 
 
 @dataclass
@@ -85,3 +89,51 @@ def import_registry(
         if progress is not None:
             progress(index, total)
     return summary
+
+
+def _checked_version(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise DomainError("a version string is required", field=field)
+    try:
+        SemVer.coerce(value)
+    except InvalidVersion as exc:
+        raise DomainError(str(exc), field=field)
+    return value
+
+
+@transaction.atomic
+def report_ecu_version(
+    *, vehicle: Any, ecu_id: str, sw_version: Any, hw_version: Any = None, actor: Any = None
+) -> Ecu:
+    """Record the software one ECU runs, as its vehicle reports it, with the history row."""
+    sw_version = _checked_version(sw_version, "sw_version")
+    if hw_version is not None:
+        hw_version = _checked_version(hw_version, "hw_version")
+    ecu = Ecu.objects.select_for_update().filter(vehicle=vehicle, ecu_id=ecu_id).first()
+    if ecu is None:
+        raise NotFoundError(f"this vehicle has no ECU {ecu_id}", field="ecu_id")
+    hardware = hw_version or ecu.hardware_version
+    if ecu.sw_version == sw_version and ecu.hardware_version == hardware:
+        return ecu
+    SoftwareChange.objects.create(
+        vehicle=vehicle,
+        ecu=ecu,
+        from_version=ecu.sw_version,
+        to_version=sw_version,
+        from_hardware_version=ecu.hardware_version,
+        to_hardware_version=hardware,
+        source="ecu_report",
+    )
+    record_event(
+        action="ecu.version_reported",
+        actor=actor or f"vehicle:{vehicle.vin}",
+        vehicle_vin=vehicle.vin,
+        object_type="ecu",
+        object_id=ecu_id,
+        before={ecu_id: ecu.sw_version},
+        after={ecu_id: sw_version},
+    )
+    ecu.sw_version = sw_version
+    ecu.hardware_version = hardware
+    ecu.save(update_fields=["sw_version", "hardware_version", "updated_at"])
+    return ecu

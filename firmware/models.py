@@ -4,8 +4,16 @@ from django.conf import settings
 from django.db import models
 
 from ecus.versions import VERSION_KEY_MAX_LENGTH, VERSION_MAX_LENGTH, SemVer
-from firmware.choices import FirmwareStatus
-from firmware.querysets import FirmwareQuerySet
+from firmware.choices import FirmwareStatus, SigningKeyStatus
+from firmware.querysets import FirmwareQuerySet, ZonePackageQuerySet
+
+# Once a Firmware row exists these describe released bytes; changing them would make every
+# package and audit record that names this release lie.
+IMMUTABLE_FIRMWARE_FIELDS = ("ecu_type_id", "version", "file", "size", "sha256")
+
+
+class ImmutableFirmwareError(Exception):
+    """Someone tried to change or delete released firmware."""
 
 
 class Firmware(models.Model):
@@ -60,8 +68,32 @@ class Firmware(models.Model):
         return f"{self.ecu_type_id}:{self.version}"
 
     def save(self, *args: object, **kwargs: object) -> None:
+        released = getattr(self, "_released", None)
+        if released:
+            changed = [
+                name for name, value in released.items() if str(getattr(self, name)) != str(value)
+            ]
+            if changed:
+                raise ImmutableFirmwareError(f"released firmware cannot change {changed}")
         self.version_key = SemVer.parse(self.version).sort_key
         super().save(*args, **kwargs)
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise ImmutableFirmwareError("released firmware is deprecated, never deleted")
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: list[str], values: list[object]) -> Firmware:
+        instance = super().from_db(db, field_names, values)
+        instance._released = {
+            name: str(getattr(instance, name))
+            for name in IMMUTABLE_FIRMWARE_FIELDS
+            if name in instance.__dict__
+        }
+        return instance
+
+    @property
+    def is_available(self) -> bool:
+        return self.status == FirmwareStatus.AVAILABLE
 
     @property
     def semver(self) -> SemVer:
@@ -126,3 +158,66 @@ class FirmwareDependency(models.Model):
     def save(self, *args: object, **kwargs: object) -> None:
         self.min_version_key = SemVer.parse(self.min_version).sort_key
         super().save(*args, **kwargs)
+
+
+class ZonePackage(models.Model):
+    """A signed OTAP package for one zonal gateway, addressed by its content, shared by vehicles."""
+
+    # Hex SHA-256 of the canonical zone content (gateway, ECU ids, from/to images, options):
+    # the same content gets the same id, so it is built once and served to every vehicle.
+    id = models.CharField(primary_key=True, max_length=64)
+    zonal_gateway_id = models.CharField(max_length=32)
+    content = models.JSONField()
+    file = models.FileField(upload_to="packages/", max_length=255)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    package_version = models.PositiveBigIntegerField()
+    expires_at = models.DateTimeField()
+    signing_key = models.ForeignKey(
+        "firmware.SigningKey",
+        on_delete=models.PROTECT,
+        related_name="packages",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    built_at = models.DateTimeField()
+    firmware = models.ManyToManyField(
+        "firmware.Firmware",
+        related_name="zone_packages",
+    )
+    vehicles = models.ManyToManyField(
+        "vehicles.Vehicle",
+        related_name="zone_packages",
+        blank=True,
+    )
+
+    objects = ZonePackageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-built_at"]
+
+    def __str__(self) -> str:
+        return f"{self.zonal_gateway_id} v{self.package_version} ({self.id[:12]})"
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.sha256}"'
+
+
+class SigningKey(models.Model):
+    """Inventory row of a hybrid package-signing key pair; the private keys stay on disk."""
+
+    name = models.CharField(max_length=64, unique=True)
+    mldsa_key_id = models.CharField(max_length=32, unique=True)
+    ecdsa_key_id = models.CharField(max_length=32, unique=True)
+    status = models.CharField(
+        max_length=16,
+        choices=SigningKeyStatus.choices,
+        default=SigningKeyStatus.ACTIVE,
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"

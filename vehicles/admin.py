@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from ecus.models import Ecu
-from vehicles.models import Vehicle, ZonalGateway
+from vehicles.models import VciSnapshot, Vehicle, ZonalGateway
 
 
 class ZonalGatewayInline(admin.TabularInline):
@@ -22,7 +22,14 @@ class EcuInline(admin.TabularInline):
 
     model = Ecu
     extra = 0
-    fields = ["zonal_gateway", "ecu_id", "ecu_type", "hardware_version", "sw_version", "target_sw_version"]
+    fields = [
+        "zonal_gateway",
+        "ecu_id",
+        "ecu_type",
+        "hardware_version",
+        "sw_version",
+        "target_sw_version",
+    ]
     readonly_fields = ["zonal_gateway", "ecu_id", "ecu_type", "hardware_version", "sw_version"]
     ordering = ["zonal_gateway__zone_number", "ecu_id"]
     show_change_link = True
@@ -33,7 +40,15 @@ class EcuInline(admin.TabularInline):
 
 @admin.register(Vehicle)
 class VehicleAdmin(admin.ModelAdmin):
-    list_display = ["vin", "model_name", "model_year", "status", "is_online", "last_seen_at", "tls_group"]
+    list_display = [
+        "vin",
+        "model_name",
+        "model_year",
+        "status",
+        "is_online",
+        "last_seen_at",
+        "tls_group",
+    ]
     list_filter = ["status", "is_online", "model_name", "model_year", "tls_group"]
     search_fields = ["vin", "vmg_id"]
     readonly_fields = [
@@ -56,3 +71,13 @@ class ZonalGatewayAdmin(admin.ModelAdmin):
     search_fields = ["vehicle__vin", "gateway_id"]
     list_select_related = ["vehicle"]
     raw_id_fields = ["vehicle"]
+
+
+@admin.register(VciSnapshot)
+class VciSnapshotAdmin(admin.ModelAdmin):
+    list_display = ["vehicle", "reported_at", "received_at", "trigger", "ecu_count"]
+    search_fields = ["vehicle__vin", "device_id"]
+    list_select_related = ["vehicle"]
+    raw_id_fields = ["vehicle"]
+    readonly_fields = ["payload", "changed_ecus"]
+    show_full_result_count = False

@@ -71,3 +71,30 @@ class ZonalGateway(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vehicle_id}/{self.gateway_id}"
+
+
+class VciSnapshot(models.Model):
+    """One vehicle configuration report (VCI) as the VMG sent it; the history is kept."""
+
+    vehicle = models.ForeignKey(
+        "vehicles.Vehicle",
+        on_delete=models.CASCADE,
+        related_name="vci_snapshots",
+    )
+    device_id = models.CharField(max_length=64, blank=True)
+    trigger = models.CharField(max_length=32, blank=True)
+    reported_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    ecu_count = models.PositiveSmallIntegerField()
+    # ECU ids whose reported software differed from what we had on record.
+    changed_ecus = models.JSONField(default=list, blank=True)
+    payload = models.JSONField()
+
+    class Meta:
+        ordering = ["vehicle", "-received_at", "-id"]
+        indexes = [
+            models.Index(fields=["vehicle", "-received_at"], name="vehicles_vci_latest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"VCI of {self.vehicle_id} at {self.reported_at:%Y-%m-%d %H:%M:%S}"

@@ -1,13 +1,19 @@
-"""Vehicle workflows: registration from the ECU registry."""
+"""Vehicle workflows: registration, certificate binding and configuration reports (VCI)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
 from django.db import transaction
+from django.utils import timezone
 
 from core.api import ConflictError, DomainError
-from ecus.models import Ecu, RegistryEcu, RegistryZone
-from ecus.versions import SemVer
-from vehicles.models import Vehicle, ZonalGateway
+from core.audit import record_event
+from ecus.models import Ecu, RegistryEcu, RegistryZone, SoftwareChange
+from ecus.versions import InvalidVersion, SemVer
+from vehicles.models import VciSnapshot, Vehicle, ZonalGateway
 from vehicles.validators import VIN_PATTERN
 
 
@@ -64,3 +70,241 @@ def register_vehicle(
         for entry in RegistryEcu.objects.order_by("ecu_id")
     )
     return vehicle
+
+
+def register_vehicle_identity(
+    *,
+    vin: str,
+    model_name: str,
+    model_year: int,
+    vmg_id: str = "",
+    certificate_fingerprint: str = "",
+    certificate_serial: str = "",
+    actor: Any = None,
+) -> tuple[Vehicle, bool]:
+    """Register a vehicle, or bind a pre-registered one to the certificate it calls with.
+
+    Returns (vehicle, created). A vehicle already bound to another certificate never gets here:
+    authentication refuses that certificate first.
+    """
+    with transaction.atomic():
+        existing = Vehicle.objects.select_for_update().filter(vin=vin).first()
+        if existing is None:
+            vehicle = register_vehicle(
+                vin=vin,
+                model_name=model_name,
+                model_year=model_year,
+                vmg_id=vmg_id,
+                certificate_fingerprint=certificate_fingerprint,
+                certificate_serial=certificate_serial,
+            )
+            record_event(
+                action="vehicle.registered",
+                actor=actor,
+                vehicle_vin=vin,
+                object_type="vehicle",
+                object_id=vehicle.pk,
+                after={"model_name": model_name, "model_year": model_year, "vmg_id": vmg_id},
+                details={"certificate_fingerprint": certificate_fingerprint},
+            )
+            return vehicle, True
+        if not certificate_fingerprint:
+            raise ConflictError(f"vehicle {vin} is already registered", field="vin")
+        if (
+            existing.certificate_fingerprint
+            and existing.certificate_fingerprint != certificate_fingerprint
+        ):
+            raise ConflictError("this VIN is bound to another certificate", field="vin")
+        if existing.certificate_fingerprint == certificate_fingerprint:
+            return existing, False  # the same vehicle registering again: nothing to change
+        existing.certificate_fingerprint = certificate_fingerprint
+        existing.certificate_serial = certificate_serial
+        existing.vmg_id = vmg_id or existing.vmg_id
+        existing.save(update_fields=["certificate_fingerprint", "certificate_serial", "vmg_id"])
+        record_event(
+            action="vehicle.certificate_bound",
+            actor=actor,
+            vehicle_vin=vin,
+            object_type="vehicle",
+            object_id=existing.pk,
+            after={"certificate_fingerprint": certificate_fingerprint},
+        )
+        return existing, False
+
+
+# ---------------------------------------------------------------------------------------------
+# Vehicle configuration reports (VCI)
+
+
+@dataclass(frozen=True)
+class VciResult:
+    snapshot: VciSnapshot
+    changed: list[str]
+    outdated: list[dict[str, Any]]
+    refused: str
+    settled_update: Any = None  # ota.OtaUpdate settled by this report, if any
+
+
+def _text(data: dict, name: str, where: str, limit: int = 64) -> str:
+    value = data.get(name, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DomainError("must be a string", field=f"{where}{name}")
+    if len(value) > limit:
+        raise DomainError(f"must be at most {limit} characters", field=f"{where}{name}")
+    return value
+
+
+def parse_vci_timestamp(value: Any) -> dt.datetime:
+    """Unix seconds (int or float) or ISO 8601; a naive ISO time is taken as UTC."""
+    if isinstance(value, bool) or value is None:
+        raise DomainError("Unix seconds or an ISO 8601 time is required", field="timestamp")
+    if isinstance(value, int | float):
+        try:
+            return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            raise DomainError("not a valid Unix time", field="timestamp")
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise DomainError("not an ISO 8601 time", field="timestamp")
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    raise DomainError("Unix seconds or an ISO 8601 time is required", field="timestamp")
+
+
+def _parse_vci_ecus(vci: dict, known: dict[str, Ecu]) -> list[dict[str, str]]:
+    entries = vci.get("ecus")
+    if not isinstance(entries, list) or not entries:
+        raise DomainError("a non-empty list of ECUs is required", field="ecus")
+    seen: set[str] = set()
+    parsed = []
+    for index, entry in enumerate(entries):
+        where = f"ecus[{index}]."
+        if not isinstance(entry, dict):
+            raise DomainError("each ECU is an object", field=f"ecus[{index}]")
+        ecu_id = _text(entry, "ecu_id", where, 16)
+        if ecu_id not in known:
+            raise DomainError(f"this vehicle has no ECU {ecu_id!r}", field=f"{where}ecu_id")
+        if ecu_id in seen:
+            raise DomainError(f"{ecu_id} is listed twice", field=f"{where}ecu_id")
+        seen.add(ecu_id)
+        row = {"ecu_id": ecu_id}
+        for name in ("sw_version", "hw_version"):
+            value = entry.get(name)
+            if not isinstance(value, str) or not value:
+                raise DomainError("a version string is required", field=f"{where}{name}")
+            try:
+                SemVer.coerce(value)
+            except InvalidVersion as exc:
+                raise DomainError(str(exc), field=f"{where}{name}")
+            row[name] = value
+        for name in ("part_number", "supplier", "serial_number"):
+            row[name] = _text(entry, name, where)
+        parsed.append(row)
+    return parsed
+
+
+def record_vci(*, vehicle: Vehicle, vci: Any, source: str = "http") -> VciResult:
+    """Validate and store a VCI, update each ECU's software, settle an update awaiting reboot.
+
+    Errors name the field, e.g. "ecus[3].sw_version"; nothing is stored on error.
+    """
+    if not isinstance(vci, dict):
+        raise DomainError("a VCI is a JSON object", field="non_field_errors")
+    if vci.get("vin") != vehicle.vin:
+        raise DomainError(f"must be this vehicle's VIN {vehicle.vin}", field="vin")
+    reported_at = parse_vci_timestamp(vci.get("timestamp"))
+    device_id = _text(vci, "device_id", "")
+    trigger = _text(vci, "trigger", "", 32)
+    with transaction.atomic():
+        known = {ecu.ecu_id: ecu for ecu in Ecu.objects.filter(vehicle=vehicle)}
+        entries = _parse_vci_ecus(vci, known)
+        changed = _apply_vci(vehicle, entries, known)
+        snapshot = VciSnapshot.objects.create(
+            vehicle=vehicle,
+            device_id=device_id,
+            trigger=trigger,
+            reported_at=reported_at,
+            ecu_count=len(entries),
+            changed_ecus=[c.ecu.ecu_id for c in changed],
+            payload=vci,
+        )
+        if changed:
+            record_event(
+                action="vehicle.vci_changed",
+                actor=f"vehicle:{vehicle.vin}",
+                vehicle_vin=vehicle.vin,
+                object_type="vci_snapshot",
+                object_id=snapshot.pk,
+                before={c.ecu.ecu_id: c.from_version for c in changed},
+                after={c.ecu.ecu_id: c.to_version for c in changed},
+                details={"source": source, "trigger": trigger},
+            )
+        Vehicle.objects.filter(pk=vehicle.pk).update(last_seen_at=timezone.now())
+        from ota.services import confirm_running_versions
+
+        settled = confirm_running_versions(
+            vehicle=vehicle, running={e["ecu_id"]: e["sw_version"] for e in entries}
+        )
+    from ota.planning import analyse_vehicle
+
+    plan = analyse_vehicle(vehicle.pk)
+    return VciResult(
+        snapshot=snapshot,
+        changed=[c.ecu.ecu_id for c in changed],
+        outdated=plan.as_dict()["items"],
+        refused=plan.refused,
+        settled_update=settled,
+    )
+
+
+def _apply_vci(
+    vehicle: Vehicle, entries: list[dict[str, str]], known: dict[str, Ecu]
+) -> list[SoftwareChange]:
+    changes: list[SoftwareChange] = []
+    dirty: list[Ecu] = []
+    for entry in entries:
+        ecu = known[entry["ecu_id"]]
+        software_changed = ecu.sw_version != entry["sw_version"]
+        hardware_changed = ecu.hardware_version != entry["hw_version"]
+        if software_changed or hardware_changed:
+            changes.append(
+                SoftwareChange(
+                    vehicle=vehicle,
+                    ecu=ecu,
+                    from_version=ecu.sw_version,
+                    to_version=entry["sw_version"],
+                    from_hardware_version=ecu.hardware_version,
+                    to_hardware_version=entry["hw_version"],
+                    source="vci",
+                )
+            )
+        identity = {k: entry[k] for k in ("part_number", "supplier", "serial_number") if entry[k]}
+        if (
+            software_changed
+            or hardware_changed
+            or any(getattr(ecu, k) != v for k, v in identity.items())
+        ):
+            ecu.sw_version = entry["sw_version"]
+            ecu.sw_version_key = SemVer.coerce(entry["sw_version"]).sort_key
+            ecu.hardware_version = entry["hw_version"]
+            for name, value in identity.items():
+                setattr(ecu, name, value)
+            dirty.append(ecu)
+    if dirty:
+        Ecu.objects.bulk_update(
+            dirty,
+            [
+                "sw_version",
+                "sw_version_key",
+                "hardware_version",
+                "part_number",
+                "supplier",
+                "serial_number",
+            ],
+        )
+    if changes:
+        SoftwareChange.objects.bulk_create(changes)
+    return changes

@@ -1,5 +1,13 @@
 from __future__ import annotations
 
+from django.urls import path
+
+from ecus.api import views
+
 app_name = "ecus-api"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("ecus", views.EcuListView.as_view(), name="ecu-list"),
+    path("ecus/<str:ecu_id>", views.EcuDetailView.as_view(), name="ecu-detail"),
+    path("ecus/<str:ecu_id>/version", views.EcuVersionView.as_view(), name="ecu-version"),
+]

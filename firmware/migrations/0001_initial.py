@@ -6,75 +6,142 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('ecus', '0001_initial'),
+        ("ecus", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Firmware',
+            name="Firmware",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.CharField(max_length=64)),
-                ('version_key', models.CharField(editable=False, max_length=1024)),
-                ('file', models.FileField(max_length=255, upload_to='firmware/')),
-                ('original_filename', models.CharField(blank=True, max_length=255)),
-                ('size', models.PositiveBigIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('status', models.CharField(choices=[('available', 'Available'), ('deprecated', 'Deprecated')], default='available', max_length=16)),
-                ('release_notes', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('ecu_type', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='firmware', to='ecus.ecutype')),
-                ('uploaded_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='uploaded_firmware', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.CharField(max_length=64)),
+                ("version_key", models.CharField(editable=False, max_length=1024)),
+                ("file", models.FileField(max_length=255, upload_to="firmware/")),
+                ("original_filename", models.CharField(blank=True, max_length=255)),
+                ("size", models.PositiveBigIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("available", "Available"), ("deprecated", "Deprecated")],
+                        default="available",
+                        max_length=16,
+                    ),
+                ),
+                ("release_notes", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "ecu_type",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="firmware",
+                        to="ecus.ecutype",
+                    ),
+                ),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="uploaded_firmware",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['ecu_type', '-version_key'],
+                "ordering": ["ecu_type", "-version_key"],
             },
         ),
         migrations.CreateModel(
-            name='FirmwareCompatibility',
+            name="FirmwareCompatibility",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('hardware_version', models.CharField(max_length=64)),
-                ('firmware', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='compatibilities', to='firmware.firmware')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("hardware_version", models.CharField(max_length=64)),
+                (
+                    "firmware",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="compatibilities",
+                        to="firmware.firmware",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='FirmwareDependency',
+            name="FirmwareDependency",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('min_version', models.CharField(max_length=64)),
-                ('min_version_key', models.CharField(editable=False, max_length=1024)),
-                ('firmware', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='dependencies', to='firmware.firmware')),
-                ('required_ecu_type', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='required_by', to='ecus.ecutype')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("min_version", models.CharField(max_length=64)),
+                ("min_version_key", models.CharField(editable=False, max_length=1024)),
+                (
+                    "firmware",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="dependencies",
+                        to="firmware.firmware",
+                    ),
+                ),
+                (
+                    "required_ecu_type",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="required_by",
+                        to="ecus.ecutype",
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='firmware',
-            index=models.Index(fields=['ecu_type', 'status', '-version_key'], name='firmware_firmware_newest'),
+            model_name="firmware",
+            index=models.Index(
+                fields=["ecu_type", "status", "-version_key"], name="firmware_firmware_newest"
+            ),
         ),
         migrations.AddIndex(
-            model_name='firmware',
-            index=models.Index(fields=['sha256'], name='firmware_firmware_sha256'),
+            model_name="firmware",
+            index=models.Index(fields=["sha256"], name="firmware_firmware_sha256"),
         ),
         migrations.AddConstraint(
-            model_name='firmware',
-            constraint=models.UniqueConstraint(fields=('ecu_type', 'version'), name='firmware_firmware_unique_version'),
+            model_name="firmware",
+            constraint=models.UniqueConstraint(
+                fields=("ecu_type", "version"), name="firmware_firmware_unique_version"
+            ),
         ),
         migrations.AddIndex(
-            model_name='firmwarecompatibility',
-            index=models.Index(fields=['hardware_version', 'firmware'], name='firmware_compat_hw'),
+            model_name="firmwarecompatibility",
+            index=models.Index(fields=["hardware_version", "firmware"], name="firmware_compat_hw"),
         ),
         migrations.AddConstraint(
-            model_name='firmwarecompatibility',
-            constraint=models.UniqueConstraint(fields=('firmware', 'hardware_version'), name='firmware_firmwarecompatibility_unique'),
+            model_name="firmwarecompatibility",
+            constraint=models.UniqueConstraint(
+                fields=("firmware", "hardware_version"),
+                name="firmware_firmwarecompatibility_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='firmwaredependency',
-            constraint=models.UniqueConstraint(fields=('firmware', 'required_ecu_type'), name='firmware_firmwaredependency_unique'),
+            model_name="firmwaredependency",
+            constraint=models.UniqueConstraint(
+                fields=("firmware", "required_ecu_type"), name="firmware_firmwaredependency_unique"
+            ),
         ),
     ]

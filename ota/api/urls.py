@@ -1,5 +1,22 @@
 from __future__ import annotations
 
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from ota.api import views
+
 app_name = "ota-api"
 
-urlpatterns: list = []
+router = DefaultRouter(trailing_slash=False)
+router.include_root_view = False
+router.register("campaigns", views.CampaignViewSet, basename="campaign")
+
+urlpatterns = [
+    path("ota/check", views.UpdateCheckView.as_view(), name="ota-check"),
+    path("ota/package", views.PackageRequestView.as_view(), name="ota-package-request"),
+    path("ota/status", views.StatusReportView.as_view(), name="ota-status"),
+    path("vehicles/<str:vin>/updates", views.VehicleUpdatesView.as_view(), name="vehicle-updates"),
+    path("audit-events", views.AuditEventListView.as_view(), name="audit-event-list"),
+    path("audit-events/export", views.AuditExportView.as_view(), name="audit-event-export"),
+    *router.urls,
+]

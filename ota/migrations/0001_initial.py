@@ -5,26 +5,57 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('vehicles', '0001_initial'),
+        ("vehicles", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OtaUpdate',
+            name="OtaUpdate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('offered', 'Offered'), ('downloading', 'Downloading'), ('downloaded', 'Downloaded'), ('verifying', 'Verifying'), ('installing', 'Installing'), ('awaiting_reboot', 'Awaiting reboot'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('rolled_back', 'Rolled back'), ('cancelled', 'Cancelled')], default='offered', max_length=20)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('vehicle', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='ota_updates', to='vehicles.vehicle')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("offered", "Offered"),
+                            ("downloading", "Downloading"),
+                            ("downloaded", "Downloaded"),
+                            ("verifying", "Verifying"),
+                            ("installing", "Installing"),
+                            ("awaiting_reboot", "Awaiting reboot"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("rolled_back", "Rolled back"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="offered",
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "vehicle",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="ota_updates",
+                        to="vehicles.vehicle",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['vehicle', 'state'], name='ota_otaupdate_vehicle_state')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(fields=["vehicle", "state"], name="ota_otaupdate_vehicle_state")
+                ],
             },
         ),
     ]

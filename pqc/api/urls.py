@@ -1,5 +1,12 @@
 from __future__ import annotations
 
+from django.urls import path
+
+from pqc.api.views import TlsWhoAmIView, VehicleTlsSessionView
+
 app_name = "pqc-api"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("tls/whoami/", TlsWhoAmIView.as_view(), name="tls-whoami"),
+    path("tls/vehicles/<str:vin>/session/", VehicleTlsSessionView.as_view(), name="tls-session"),
+]

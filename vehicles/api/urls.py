@@ -1,5 +1,24 @@
 from __future__ import annotations
 
+from django.urls import path
+
+from vehicles.api import views
+
 app_name = "vehicles-api"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("vehicles", views.VehicleListView.as_view(), name="vehicle-list"),
+    path("vehicles/register", views.VehicleRegisterView.as_view(), name="vehicle-register"),
+    path("vehicles/<str:vin>", views.VehicleDetailView.as_view(), name="vehicle-detail"),
+    path("vehicles/<str:vin>/vci", views.VciView.as_view(), name="vehicle-vci"),
+    path(
+        "vehicles/<str:vin>/vci-snapshots",
+        views.VciHistoryView.as_view(),
+        name="vehicle-vci-snapshots",
+    ),
+    path(
+        "vehicles/<str:vin>/software-history",
+        views.SoftwareHistoryView.as_view(),
+        name="vehicle-software-history",
+    ),
+]

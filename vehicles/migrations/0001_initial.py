@@ -6,50 +6,96 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Vehicle',
+            name="Vehicle",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('vin', models.CharField(max_length=17, unique=True, validators=[vehicles.validators.validate_vin])),
-                ('model_name', models.CharField(max_length=100)),
-                ('model_year', models.PositiveSmallIntegerField()),
-                ('vmg_id', models.CharField(blank=True, max_length=64)),
-                ('status', models.CharField(choices=[('registered', 'Registered'), ('active', 'Active'), ('updating', 'Updating'), ('decommissioned', 'Decommissioned')], default='registered', max_length=20)),
-                ('is_online', models.BooleanField(default=False)),
-                ('last_seen_at', models.DateTimeField(blank=True, null=True)),
-                ('tls_group', models.CharField(blank=True, max_length=64)),
-                ('tls_signature_algorithm', models.CharField(blank=True, max_length=64)),
-                ('tls_version', models.CharField(blank=True, max_length=16)),
-                ('tls_seen_at', models.DateTimeField(blank=True, null=True)),
-                ('certificate_fingerprint', models.CharField(blank=True, max_length=64)),
-                ('certificate_serial', models.CharField(blank=True, max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "vin",
+                    models.CharField(
+                        max_length=17, unique=True, validators=[vehicles.validators.validate_vin]
+                    ),
+                ),
+                ("model_name", models.CharField(max_length=100)),
+                ("model_year", models.PositiveSmallIntegerField()),
+                ("vmg_id", models.CharField(blank=True, max_length=64)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("registered", "Registered"),
+                            ("active", "Active"),
+                            ("updating", "Updating"),
+                            ("decommissioned", "Decommissioned"),
+                        ],
+                        default="registered",
+                        max_length=20,
+                    ),
+                ),
+                ("is_online", models.BooleanField(default=False)),
+                ("last_seen_at", models.DateTimeField(blank=True, null=True)),
+                ("tls_group", models.CharField(blank=True, max_length=64)),
+                ("tls_signature_algorithm", models.CharField(blank=True, max_length=64)),
+                ("tls_version", models.CharField(blank=True, max_length=16)),
+                ("tls_seen_at", models.DateTimeField(blank=True, null=True)),
+                ("certificate_fingerprint", models.CharField(blank=True, max_length=64)),
+                ("certificate_serial", models.CharField(blank=True, max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['vin'],
-                'indexes': [models.Index(fields=['model_name', 'model_year'], name='vehicles_vehicle_model_year'), models.Index(fields=['status'], name='vehicles_vehicle_status')],
+                "ordering": ["vin"],
+                "indexes": [
+                    models.Index(
+                        fields=["model_name", "model_year"], name="vehicles_vehicle_model_year"
+                    ),
+                    models.Index(fields=["status"], name="vehicles_vehicle_status"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ZonalGateway',
+            name="ZonalGateway",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('gateway_id', models.CharField(max_length=32)),
-                ('zone_number', models.PositiveSmallIntegerField()),
-                ('name', models.CharField(max_length=64)),
-                ('doip_logical_address', models.PositiveIntegerField()),
-                ('vehicle', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='zonal_gateways', to='vehicles.vehicle')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("gateway_id", models.CharField(max_length=32)),
+                ("zone_number", models.PositiveSmallIntegerField()),
+                ("name", models.CharField(max_length=64)),
+                ("doip_logical_address", models.PositiveIntegerField()),
+                (
+                    "vehicle",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="zonal_gateways",
+                        to="vehicles.vehicle",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['vehicle', 'zone_number'],
-                'constraints': [models.UniqueConstraint(fields=('vehicle', 'gateway_id'), name='vehicles_zonalgateway_unique_gateway'), models.CheckConstraint(condition=models.Q(('doip_logical_address__lte', 65535)), name='vehicles_zonalgateway_doip_address_u16')],
+                "ordering": ["vehicle", "zone_number"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("vehicle", "gateway_id"),
+                        name="vehicles_zonalgateway_unique_gateway",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("doip_logical_address__lte", 65535)),
+                        name="vehicles_zonalgateway_doip_address_u16",
+                    ),
+                ],
             },
         ),
     ]

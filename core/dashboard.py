@@ -1,0 +1,889 @@
+"""Read-side queries for the operator dashboard: plain data for templates, no writes.
+
+Workflows (start a campaign, send a UDS request) stay in their apps' services; this module only
+reads, and it reads models of other apps through `_model()` so that a page still renders the
+parts that exist while an app is being extended.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db import models
+from django.db.models import Count, Max, Q
+from django.utils import timezone
+
+from ecus.models import Ecu, EcuType
+from firmware.choices import FirmwareStatus
+from firmware.models import Firmware
+from vehicles.choices import VehicleStatus
+from vehicles.models import Vehicle
+
+logger = logging.getLogger(__name__)
+
+# An update that has not moved for this long is "stuck" on the overview.
+STUCK_AFTER = datetime.timedelta(hours=1)
+# Failure spike: at least this many failures in the window, and this share of the outcomes.
+FAILURE_WINDOW = datetime.timedelta(hours=1)
+FAILURE_SPIKE_MIN = 3
+FAILURE_SPIKE_RATIO = 0.2
+# Certificates expiring within this horizon are flagged.
+CERT_EXPIRY_HORIZON = datetime.timedelta(days=30)
+
+TERMINAL_UPDATE_STATES = {"succeeded", "failed", "rolled_back", "cancelled"}
+FAILED_UPDATE_STATES = {"failed", "rolled_back"}
+
+# Palette used by the adoption chart, newest version first; older versions share the last one.
+# ECUs already on the newest released firmware get their own colour whatever its rank.
+VERSION_COLOURS = ["#1f7a4d", "#3f9b6e", "#8cc7a4", "#c9ced6"]
+NEWEST_RELEASE_COLOUR = "#1e63b6"
+
+
+def _model(app_label: str, name: str) -> type[models.Model] | None:
+    """A model of another app, or None while that app does not define it yet."""
+    try:
+        return apps.get_model(app_label, name)
+    except LookupError:
+        return None
+
+
+def _field_names(model: type[models.Model]) -> set[str]:
+    return {f.name for f in model._meta.get_fields()}
+
+
+# -- fleet overview ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tally:
+    key: str
+    label: str
+    count: int
+    percent: float
+
+
+@dataclass(frozen=True)
+class ChartSegment:
+    label: str
+    count: int
+    x: float
+    width: float
+    colour: str
+
+
+@dataclass(frozen=True)
+class AdoptionRow:
+    code: str
+    name: str
+    total: int
+    newest_version: str
+    on_newest: int
+    percent_on_newest: float
+    segments: list[ChartSegment]
+    y: int = 0
+
+
+@dataclass(frozen=True)
+class Alert:
+    level: str  # "critical" | "warning" | "info"
+    title: str
+    detail: str
+    link: str = ""
+
+
+def _tallies(counts: dict[str, int], labels: dict[str, str], total: int) -> list[Tally]:
+    return [
+        Tally(
+            key=key,
+            label=str(label),
+            count=counts.get(key, 0),
+            percent=round(100.0 * counts.get(key, 0) / total, 1) if total else 0.0,
+        )
+        for key, label in labels.items()
+    ]
+
+
+def vehicle_state_counts() -> dict[str, Any]:
+    """Vehicles by lifecycle status and by online state."""
+    rows = Vehicle.objects.values("status").annotate(n=Count("id"))
+    by_status = {row["status"]: row["n"] for row in rows}
+    total = sum(by_status.values())
+    online = Vehicle.objects.filter(is_online=True).count()
+    return {
+        "total": total,
+        "online": online,
+        "offline": total - online,
+        "online_percent": round(100.0 * online / total, 1) if total else 0.0,
+        "by_status": _tallies(by_status, dict(VehicleStatus.choices), total),
+    }
+
+
+def firmware_adoption(*, row_height: int = 22) -> list[AdoptionRow]:
+    """Per ECU type: how many ECUs in the fleet run each version, and the share on the newest
+    available firmware. Coordinates are percentages of the chart width for the SVG template."""
+    counts = (
+        Ecu.objects.values("ecu_type__code", "sw_version", "sw_version_key")
+        .annotate(n=Count("id"))
+        .order_by("ecu_type__code", "-sw_version_key")
+    )
+    versions: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for row in counts:
+        versions[row["ecu_type__code"]].append((row["sw_version"], row["n"]))
+    newest_key = {
+        row["ecu_type__code"]: row["key"]
+        for row in Firmware.objects.filter(status=FirmwareStatus.AVAILABLE)
+        .values("ecu_type__code")
+        .annotate(key=Max("version_key"))
+    }
+    newest_version = {
+        fw.ecu_type.code: fw.version
+        for fw in Firmware.objects.select_related("ecu_type").filter(
+            version_key__in=list(newest_key.values())
+        )
+        if newest_key.get(fw.ecu_type.code) == fw.version_key
+    }
+    names = dict(EcuType.objects.values_list("code", "name"))
+    result = []
+    for index, code in enumerate(sorted(versions)):
+        per_version = versions[code]
+        total = sum(n for _, n in per_version)
+        newest = newest_version.get(code, "")
+        on_newest = sum(n for version, n in per_version if version == newest)
+        segments = []
+        x = 0.0
+        shown = per_version[: len(VERSION_COLOURS) - 1]
+        rest = per_version[len(VERSION_COLOURS) - 1 :]
+        for position, (version, n) in enumerate(shown):
+            width = 100.0 * n / total
+            colour = NEWEST_RELEASE_COLOUR if version == newest else VERSION_COLOURS[position]
+            segments.append(ChartSegment(version, n, round(x, 2), round(width, 2), colour))
+            x += width
+        if rest:
+            n = sum(count for _, count in rest)
+            width = 100.0 * n / total
+            segments.append(
+                ChartSegment(
+                    f"{len(rest)} older", n, round(x, 2), round(width, 2), VERSION_COLOURS[-1]
+                )
+            )
+        result.append(
+            AdoptionRow(
+                code=code,
+                name=names.get(code, code),
+                total=total,
+                newest_version=newest,
+                on_newest=on_newest,
+                percent_on_newest=round(100.0 * on_newest / total, 1) if total else 0.0,
+                segments=segments,
+                y=index * row_height,
+            )
+        )
+    return result
+
+
+def _update_model() -> type[models.Model] | None:
+    return _model("ota", "OtaUpdate")
+
+
+def stuck_updates(*, now: datetime.datetime | None = None, limit: int = 20) -> list[Any]:
+    """Vehicle updates in a non-terminal state that have not moved for STUCK_AFTER."""
+    update_model = _update_model()
+    if update_model is None:
+        return []
+    now = now or timezone.now()
+    return list(
+        update_model.objects.exclude(state__in=TERMINAL_UPDATE_STATES)
+        .filter(updated_at__lt=now - STUCK_AFTER)
+        .select_related("vehicle")
+        .order_by("updated_at")[:limit]
+    )
+
+
+def failure_rate(*, now: datetime.datetime | None = None) -> dict[str, int]:
+    """Finished and failed vehicle updates within FAILURE_WINDOW."""
+    update_model = _update_model()
+    if update_model is None:
+        return {"finished": 0, "failed": 0}
+    now = now or timezone.now()
+    recent = update_model.objects.filter(updated_at__gte=now - FAILURE_WINDOW)
+    counts = recent.aggregate(
+        finished=Count("id", filter=Q(state__in=TERMINAL_UPDATE_STATES)),
+        failed=Count("id", filter=Q(state__in=FAILED_UPDATE_STATES)),
+    )
+    return {"finished": counts["finished"] or 0, "failed": counts["failed"] or 0}
+
+
+@dataclass(frozen=True)
+class CertificateRow:
+    serial: str
+    kind: str
+    subject: str
+    family: str
+    not_after: datetime.datetime
+    revoked: bool
+    fingerprint: str
+    days_left: int
+
+
+def certificate_inventory(*, now: datetime.datetime | None = None) -> list[CertificateRow]:
+    """Certificates the fleet PKI issued, soonest expiry first; empty when no PKI exists."""
+    try:
+        from pqc.pki import FleetPki
+
+        infos = FleetPki.from_settings().list_certificates()
+    except Exception:
+        # A missing or half-initialised PKI must not take the dashboard down with it.
+        logger.info("certificate inventory unavailable", exc_info=True)
+        return []
+    now = now or timezone.now()
+    rows = [
+        CertificateRow(
+            serial=info.serial,
+            kind=info.kind,
+            subject=info.subject,
+            family=info.family,
+            not_after=info.not_after,
+            revoked=info.revoked,
+            fingerprint=info.fingerprint,
+            days_left=(info.not_after - now).days,
+        )
+        for info in infos
+    ]
+    return sorted(rows, key=lambda row: row.not_after)
+
+
+def fleet_alerts(*, now: datetime.datetime | None = None) -> list[Alert]:
+    """Stuck vehicles, failure spikes and certificates about to expire."""
+    now = now or timezone.now()
+    alerts: list[Alert] = []
+    for update in stuck_updates(now=now, limit=5):
+        minutes = int((now - update.updated_at).total_seconds() // 60)
+        alerts.append(
+            Alert(
+                "warning",
+                f"{update.vehicle.vin} stuck in {update.get_state_display().lower()}",
+                f"no progress for {minutes} min",
+                f"/vehicles/{update.vehicle.vin}/",
+            )
+        )
+    rate = failure_rate(now=now)
+    if rate["failed"] >= FAILURE_SPIKE_MIN and rate["failed"] >= FAILURE_SPIKE_RATIO * max(
+        rate["finished"], 1
+    ):
+        alerts.append(
+            Alert(
+                "critical",
+                "Failure spike",
+                f"{rate['failed']} of {rate['finished']} updates failed in the last hour",
+                "/campaigns/",
+            )
+        )
+    for cert in certificate_inventory(now=now):
+        if cert.revoked or cert.not_after - now > CERT_EXPIRY_HORIZON:
+            continue
+        level = "critical" if cert.days_left < 7 else "warning"
+        verb = "expired" if cert.days_left < 0 else f"expires in {cert.days_left} days"
+        alerts.append(Alert(level, f"{cert.kind} certificate {verb}", cert.subject))
+    return alerts
+
+
+# -- campaigns --------------------------------------------------------------------------------
+
+ACTIVE_CAMPAIGN_STATES = {"scheduled", "running", "paused"}
+
+
+@dataclass
+class CampaignSummary:
+    pk: int
+    name: str
+    status: str
+    status_label: str
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    in_progress: int = 0
+    pending: int = 0
+    cancelled: int = 0
+    created_at: datetime.datetime | None = None
+    waves: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def done_percent(self) -> float:
+        finished = self.succeeded + self.failed + self.cancelled
+        return round(100.0 * finished / self.total, 1) if self.total else 0.0
+
+    @property
+    def success_percent(self) -> float:
+        return round(100.0 * self.succeeded / self.total, 1) if self.total else 0.0
+
+    @property
+    def failure_percent(self) -> float:
+        return round(100.0 * self.failed / self.total, 1) if self.total else 0.0
+
+    @property
+    def success_ratio(self) -> float:
+        """Succeeded share of the finished vehicles."""
+        finished = self.succeeded + self.failed
+        return round(100.0 * self.succeeded / finished, 1) if finished else 0.0
+
+
+def campaign_model() -> type[models.Model] | None:
+    return _model("ota", "Campaign")
+
+
+def _bucket_of(state: str) -> str:
+    if state == "succeeded":
+        return "succeeded"
+    if state in FAILED_UPDATE_STATES:
+        return "failed"
+    if state == "cancelled":
+        return "cancelled"
+    if state in ("queued", "offered"):
+        # Offered but not yet picked up: the vehicle has not started working on it.
+        return "pending"
+    return "in_progress"
+
+
+def _campaign_updates(campaign: Any) -> models.QuerySet | None:
+    update_model = _update_model()
+    if update_model is None or "campaign" not in _field_names(update_model):
+        return None
+    return update_model.objects.filter(campaign=campaign)
+
+
+def _add(summary: CampaignSummary, bucket: str, n: int) -> None:
+    setattr(summary, bucket, getattr(summary, bucket) + n)
+    summary.total += n
+
+
+def summarise_campaign(campaign: Any) -> CampaignSummary:
+    """Counts per outcome for one campaign, and per wave when the campaign has waves."""
+    summary = CampaignSummary(
+        pk=campaign.pk,
+        name=getattr(campaign, "name", f"Campaign {campaign.pk}"),
+        status=str(getattr(campaign, "status", "")),
+        status_label=(
+            campaign.get_status_display() if hasattr(campaign, "get_status_display") else ""
+        ),
+        created_at=getattr(campaign, "created_at", None),
+    )
+    updates = _campaign_updates(campaign)
+    if updates is None:
+        return summary
+    has_wave = "wave" in _field_names(updates.model)
+    keys = ["state", "wave"] if has_wave else ["state"]
+    waves: dict[Any, CampaignSummary] = {}
+    for row in updates.values(*keys).annotate(n=Count("id")):
+        bucket = _bucket_of(row["state"])
+        _add(summary, bucket, row["n"])
+        if has_wave:
+            wave = waves.setdefault(
+                row["wave"],
+                CampaignSummary(pk=row["wave"] or 0, name="", status="", status_label=""),
+            )
+            _add(wave, bucket, row["n"])
+    if has_wave:
+        summary.waves = _wave_rows(campaign, waves)
+    return summary
+
+
+def _wave_rows(campaign: Any, counts: dict[Any, CampaignSummary]) -> list[dict[str, Any]]:
+    wave_model = _model("ota", "CampaignWave") or _model("ota", "Wave")
+    rows = []
+    if wave_model is not None:
+        for wave in wave_model.objects.filter(campaign=campaign).order_by("index"):
+            stats = counts.get(wave.pk) or CampaignSummary(
+                pk=wave.pk, name="", status="", status_label=""
+            )
+            rows.append(
+                {
+                    "pk": wave.pk,
+                    "name": f"Wave {wave.index + 1}",
+                    "percentage": getattr(wave, "percentage", None),
+                    "status": (
+                        wave.get_status_display() if hasattr(wave, "get_status_display") else ""
+                    ),
+                    "stats": stats,
+                }
+            )
+    return rows
+
+
+def campaigns_in_flight(*, limit: int = 10) -> list[CampaignSummary]:
+    model = campaign_model()
+    if model is None:
+        return []
+    queryset = model.objects.all()
+    if "status" in _field_names(model):
+        queryset = queryset.filter(status__in=ACTIVE_CAMPAIGN_STATES)
+    return [summarise_campaign(c) for c in queryset.order_by("-pk")[:limit]]
+
+
+def campaign_list(*, limit: int = 100) -> list[CampaignSummary]:
+    model = campaign_model()
+    if model is None:
+        return []
+    return [summarise_campaign(c) for c in model.objects.order_by("-pk")[:limit]]
+
+
+def firmware_choices(*, limit: int = 500) -> list[tuple[int, str]]:
+    """Available firmware releases as (id, label) for the campaign form."""
+    return [
+        (fw.pk, f"{fw.ecu_type.code} {fw.version}")
+        for fw in Firmware.objects.filter(status=FirmwareStatus.AVAILABLE)
+        .select_related("ecu_type")
+        .order_by("ecu_type__code", "-version_key")[:limit]
+    ]
+
+
+def campaign_firmware(campaign: Any) -> list[Firmware]:
+    manager = getattr(campaign, "firmware", None)
+    if manager is None:
+        return []
+    return list(manager.select_related("ecu_type").order_by("ecu_type__code"))
+
+
+def campaign_vehicle_rows(campaign: Any, *, limit: int = 500) -> list[Any]:
+    updates = _campaign_updates(campaign)
+    if updates is None:
+        return []
+    return list(updates.select_related("vehicle").order_by("vehicle__vin")[:limit])
+
+
+def fleet_overview(*, now: datetime.datetime | None = None) -> dict[str, Any]:
+    """Everything the fleet page shows, as plain data."""
+    adoption = firmware_adoption()
+    return {
+        "vehicles": vehicle_state_counts(),
+        "adoption": adoption,
+        "adoption_height": len(adoption) * 22,
+        "campaigns": campaigns_in_flight(),
+        "alerts": fleet_alerts(now=now),
+        "campaigns_available": campaign_model() is not None,
+    }
+
+
+# -- vehicles ---------------------------------------------------------------------------------
+
+
+def vehicle_list(*, search: str = "", limit: int = 200) -> list[Vehicle]:
+    queryset = Vehicle.objects.order_by("vin")
+    if search:
+        queryset = queryset.filter(
+            Q(vin__icontains=search) | Q(model_name__icontains=search) | Q(vmg_id__icontains=search)
+        )
+    return list(queryset[:limit])
+
+
+def ecus_by_zone(vehicle: Vehicle) -> list[dict[str, Any]]:
+    """The vehicle's ECUs grouped by zonal gateway, in zone order."""
+    ecus = list(
+        Ecu.objects.filter(vehicle=vehicle)
+        .select_related("ecu_type", "zonal_gateway")
+        .order_by("zonal_gateway__zone_number", "ecu_id")
+    )
+    zones: dict[int, dict[str, Any]] = {}
+    for ecu in ecus:
+        gateway = ecu.zonal_gateway
+        zone = zones.setdefault(gateway.pk, {"gateway": gateway, "ecus": [], "pending": 0})
+        zone["ecus"].append(ecu)
+        if ecu.target_sw_version and ecu.target_sw_version != ecu.sw_version:
+            zone["pending"] += 1
+    return list(zones.values())
+
+
+def vehicle_updates(vehicle: Vehicle, *, limit: int = 50) -> list[Any]:
+    update_model = _update_model()
+    if update_model is None:
+        return []
+    queryset = update_model.objects.filter(vehicle=vehicle)
+    if "campaign" in _field_names(update_model):
+        queryset = queryset.select_related("campaign")
+    return list(queryset.order_by("-created_at")[:limit])
+
+
+def latest_telemetry(vehicle: Vehicle) -> dict[str, Any] | None:
+    """The newest value of every telemetry signal of the vehicle, with when it was reported."""
+    model = _model("diagnostics", "TelemetryLatest")
+    if model is None:
+        return None
+    latest = model.objects.filter(vehicle=vehicle).first()
+    if latest is None:
+        return None
+    values = latest.values if isinstance(latest.values, dict) else {}
+    return {
+        "reported_at": latest.reported_at,
+        "received_at": latest.received_at,
+        "signals": sorted((str(key).replace("_", " "), value) for key, value in values.items()),
+    }
+
+
+@dataclass(frozen=True)
+class CryptoPosture:
+    group: str
+    signature_algorithm: str
+    version: str
+    seen_at: datetime.datetime | None
+    configuration: Any
+    certificate: CertificateRow | None
+
+
+def vehicle_crypto_posture(vehicle: Vehicle) -> CryptoPosture:
+    config = None
+    try:
+        from pqc.catalogue import load_catalogue
+
+        config = next(
+            (
+                c
+                for c in load_catalogue()
+                if c.group == vehicle.tls_group
+                and c.signature_algorithm == vehicle.tls_signature_algorithm
+            ),
+            None,
+        )
+    except Exception:
+        logger.info("PQC catalogue unavailable", exc_info=True)
+    certificate = None
+    if vehicle.certificate_serial or vehicle.certificate_fingerprint:
+        wanted_serial = vehicle.certificate_serial.lower().lstrip("0")
+        for cert in certificate_inventory():
+            if (
+                vehicle.certificate_fingerprint
+                and cert.fingerprint.lower() == vehicle.certificate_fingerprint.lower()
+            ) or (wanted_serial and cert.serial.lower().lstrip("0") == wanted_serial):
+                certificate = cert
+                break
+    return CryptoPosture(
+        group=vehicle.tls_group,
+        signature_algorithm=vehicle.tls_signature_algorithm,
+        version=vehicle.tls_version,
+        seen_at=vehicle.tls_seen_at,
+        configuration=config,
+        certificate=certificate,
+    )
+
+
+def vehicle_detail(vehicle: Vehicle) -> dict[str, Any]:
+    telemetry = latest_telemetry(vehicle)
+    return {
+        "vehicle": vehicle,
+        "zones": ecus_by_zone(vehicle),
+        "updates": vehicle_updates(vehicle),
+        "telemetry": telemetry,
+        "posture": vehicle_crypto_posture(vehicle),
+    }
+
+
+# -- PQC --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigurationUsage:
+    configuration: Any
+    vehicles: int
+    percent: float
+    is_default: bool
+
+
+def pqc_overview() -> dict[str, Any]:
+    """The catalogue, how many vehicles last connected with each entry, and benchmark figures."""
+    try:
+        from pqc.catalogue import load_catalogue
+
+        catalogue = list(load_catalogue())
+    except Exception:
+        logger.info("PQC catalogue unavailable", exc_info=True)
+        catalogue = []
+    usage = {
+        (row["tls_group"], row["tls_signature_algorithm"]): row["n"]
+        for row in Vehicle.objects.exclude(tls_group="")
+        .values("tls_group", "tls_signature_algorithm")
+        .annotate(n=Count("id"))
+    }
+    connected = sum(usage.values())
+    rows = []
+    matched: set[tuple[str, str]] = set()
+    for config in catalogue:
+        key = (config.group, config.signature_algorithm)
+        matched.add(key)
+        n = usage.get(key, 0)
+        rows.append(
+            ConfigurationUsage(
+                configuration=config,
+                vehicles=n,
+                percent=round(100.0 * n / connected, 1) if connected else 0.0,
+                is_default=config.id == settings.PQC_DEFAULT_CONFIG,
+            )
+        )
+    unknown = [
+        {"group": group, "signature_algorithm": sig, "vehicles": n}
+        for (group, sig), n in sorted(usage.items())
+        if (group, sig) not in matched
+    ]
+    return {
+        "configurations": rows,
+        "unlisted": unknown,
+        "connected": connected,
+        "never_connected": Vehicle.objects.filter(tls_group="").count(),
+        "benchmark": benchmark_tables(),
+        "certificates": certificate_inventory()[:50],
+        "allow_classical": settings.PQC_ALLOW_CLASSICAL,
+    }
+
+
+def benchmark_files() -> list[Path]:
+    base = Path(settings.BASE_DIR)
+    return [base / "bench" / "results" / "tls.md", base / "docs" / "BENCHMARKS.md"]
+
+
+_TABLE_ROW = re.compile(r"^\s*\|(.+)\|\s*$")
+_SEPARATOR = re.compile(r"^[\s|:-]+$")
+
+
+def parse_markdown_tables(text: str) -> list[dict[str, Any]]:
+    """Every pipe table in a Markdown document, with the heading that precedes it."""
+    tables: list[dict[str, Any]] = []
+    heading = ""
+    current: dict[str, Any] | None = None
+    for line in text.splitlines():
+        match = _TABLE_ROW.match(line)
+        if match is None:
+            current = None
+            if line.startswith("#"):
+                heading = line.lstrip("#").strip()
+            continue
+        cells = [cell.strip() for cell in match.group(1).split("|")]
+        if current is None:
+            current = {"title": heading, "header": cells, "rows": []}
+            tables.append(current)
+        elif _SEPARATOR.match(line):
+            continue
+        else:
+            current["rows"].append(cells)
+    return [t for t in tables if t["rows"]]
+
+
+def benchmark_tables() -> dict[str, Any]:
+    """Handshake figures from the first benchmark report that exists."""
+    for path in benchmark_files():
+        if path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            tables = parse_markdown_tables(text)
+            keep = [
+                t
+                for t in tables
+                if re.search(
+                    r"handshake|ms|latency|config", " ".join(t["header"] + [t["title"]]), re.I
+                )
+            ]
+            return {
+                "source": str(path.relative_to(settings.BASE_DIR)),
+                "tables": keep or tables,
+            }
+    return {"source": "", "tables": []}
+
+
+# -- diagnostics ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UdsService:
+    sid: int
+    name: str
+    parameter: str
+    default: str
+    help: str
+
+    @property
+    def sid_hex(self) -> str:
+        return f"{self.sid:02X}"
+
+
+# The services the console offers; `default` is the parameter bytes the form starts with.
+UDS_SERVICES: tuple[UdsService, ...] = (
+    UdsService(
+        0x22,
+        "ReadDataByIdentifier",
+        "DID (2 bytes)",
+        "F190",
+        "F190 VIN, F194 software, F195 zone VCI, F1A0 zone health",
+    ),
+    UdsService(
+        0x19,
+        "ReadDTCInformation",
+        "sub-function + mask",
+        "02FF",
+        "02FF: every DTC matching status mask FF",
+    ),
+    UdsService(
+        0x10, "DiagnosticSessionControl", "session", "03", "01 default, 02 programming, 03 extended"
+    ),
+    UdsService(0x3E, "TesterPresent", "sub-function", "00", "keeps a non-default session open"),
+    UdsService(0x11, "ECUReset", "reset type", "01", "01 hard, 03 soft reset"),
+    UdsService(
+        0x14,
+        "ClearDiagnosticInformation",
+        "group of DTC (3 bytes)",
+        "FFFFFF",
+        "FFFFFF clears every group",
+    ),
+    UdsService(
+        0x31,
+        "RoutineControl",
+        "type + routine id",
+        "01F003",
+        "01F001 collect VCI, 01F003 readiness check",
+    ),
+    UdsService(0x27, "SecurityAccess", "level", "01", "01 requests a seed"),
+    UdsService(
+        0x2E, "WriteDataByIdentifier", "DID + data", "F19001", "changes the ECU: operators only"
+    ),
+)
+
+
+def uds_service(sid: int) -> UdsService | None:
+    return next((s for s in UDS_SERVICES if s.sid == sid), None)
+
+
+def diagnostic_request_model() -> type[models.Model] | None:
+    return _model("diagnostics", "DiagnosticRequest")
+
+
+def spaced_hex(text: str) -> str:
+    return " ".join(text[i : i + 2] for i in range(0, len(text), 2)).upper()
+
+
+def _describe_value(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int) and key in _HEX_KEYS:
+        return f"0x{value:04X}"
+    if isinstance(value, dict):
+        return _describe_decoded(value)
+    if isinstance(value, list):
+        shown = [_describe_value(key, item) for item in value[:8]]
+        return ", ".join(shown) + (" …" if len(value) > 8 else "")
+    return str(value)
+
+
+# Decoded fields that read better as hex identifiers than as decimal numbers.
+_HEX_KEYS = {"did", "dids", "routine_id", "group", "dtc", "status_mask", "session", "reset_type"}
+
+
+def _describe_decoded(decoded: dict[str, Any]) -> str:
+    """A short reading of a decoded UDS answer: the service name is already on the page, and
+    printable text makes the raw data bytes redundant."""
+    items = {k: v for k, v in decoded.items() if k != "service"}
+    if "text" in items:
+        items.pop("data_hex", None)
+    return "; ".join(
+        f"{key.replace('_', ' ')}: {_describe_value(key, value)}" for key, value in items.items()
+    )
+
+
+def _meaning(result: Any) -> str:
+    if result.nrc_name:
+        if result.nrc is not None:
+            return f"NRC 0x{result.nrc:02X} {result.nrc_name}"
+        return result.nrc_name
+    decoded = result.decoded if isinstance(result.decoded, dict) else {}
+    return _describe_decoded(decoded)
+
+
+def diagnostic_answers(request_obj: Any) -> list[dict[str, Any]]:
+    """Per-ECU answers of one diagnostic request, ready to show."""
+    results = getattr(request_obj, "results", None)
+    if results is None:
+        return []
+    return [
+        {
+            "ecu_id": result.ecu.ecu_id,
+            "ecu_type": result.ecu.ecu_type.code,
+            "outcome": result.outcome,
+            "outcome_label": result.get_outcome_display(),
+            "response_hex": spaced_hex(result.response_hex or ""),
+            "meaning": _meaning(result),
+            "received_at": result.received_at,
+        }
+        for result in results.select_related("ecu__ecu_type").order_by("ecu__ecu_id")
+    ]
+
+
+def diagnostic_target(request_obj: Any) -> str:
+    gateway = getattr(request_obj, "zonal_gateway", None)
+    if gateway is not None:
+        return f"every ECU of {gateway.gateway_id}"
+    results = getattr(request_obj, "results", None)
+    first = results.select_related("ecu").first() if results is not None else None
+    return first.ecu.ecu_id if first is not None else ""
+
+
+def uds_params_from_bytes(sid: int, data: bytes) -> dict[str, Any]:
+    """The parameters the diagnostics service expects, read from the bytes after the SID.
+
+    The console lets an operator type raw bytes (what goes on the wire); the diagnostics
+    service takes named parameters and re-encodes them, so the preview and the sent request match.
+    """
+    from core.api import DomainError
+
+    def need(n: int, what: str) -> None:
+        if len(data) < n:
+            raise DomainError(
+                f"{what} needs at least {n} byte(s) after the service id", field="parameters"
+            )
+
+    if sid == 0x22:
+        if not data or len(data) % 2:
+            raise DomainError(
+                "ReadDataByIdentifier takes whole 2-byte DIDs, such as F190", field="parameters"
+            )
+        return {"dids": [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]}
+    if sid == 0x19:
+        need(1, "ReadDTCInformation")
+        params: dict[str, Any] = {"subfunction": data[0]}
+        if len(data) > 1:
+            params["status_mask"] = data[1]
+        return params
+    if sid == 0x10:
+        need(1, "DiagnosticSessionControl")
+        return {"session": data[0]}
+    if sid == 0x11:
+        need(1, "ECUReset")
+        return {"reset_type": data[0]}
+    if sid == 0x14:
+        return {"group": int.from_bytes(data, "big")} if data else {}
+    if sid == 0x27:
+        need(1, "SecurityAccess")
+        return (
+            {"level": data[0], "key_hex": data[1:].hex()} if len(data) > 1 else {"level": data[0]}
+        )
+    if sid == 0x2E:
+        need(3, "WriteDataByIdentifier")
+        return {"did": int.from_bytes(data[:2], "big"), "data_hex": data[2:].hex()}
+    if sid == 0x31:
+        need(3, "RoutineControl")
+        return {
+            "control_type": data[0],
+            "routine_id": int.from_bytes(data[1:3], "big"),
+            "data_hex": data[3:].hex(),
+        }
+    return {}
+
+
+def recent_diagnostic_requests(*, vehicle: Vehicle | None = None, limit: int = 10) -> list[Any]:
+    model = diagnostic_request_model()
+    if model is None:
+        return []
+    queryset = model.objects.select_related("vehicle").order_by("-created_at")
+    if vehicle is not None:
+        queryset = queryset.filter(vehicle=vehicle)
+    return list(queryset[:limit])

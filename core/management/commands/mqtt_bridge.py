@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from core.mqtt.bridge import BridgeOptions, MqttBridge, default_client_id
+from core.mqtt.connection import broker_address
+
+
+class Command(BaseCommand):
+    help = (
+        "Bridge vehicle MQTT topics to the Channels channel 'mqtt-inbound' (QoS 1, persistent "
+        "session, shared subscriptions on MQTT 5 brokers). With a Redis channel layer, run "
+        "`manage.py runworker mqtt-inbound` processes and pass --no-worker."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--client-id",
+            default="",
+            help="MQTT client id; keep it stable per instance so the broker resumes its session",
+        )
+        parser.add_argument(
+            "--no-worker", action="store_true", help="only forward; workers run elsewhere"
+        )
+        parser.add_argument("--batch-size", type=int, default=500)
+        parser.add_argument("--no-shared", action="store_true", help="plain subscriptions")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        logging.getLogger("core.mqtt").setLevel(logging.INFO)
+        in_memory = "InMemory" in settings.CHANNEL_LAYERS["default"]["BACKEND"]
+        if options["no_worker"] and in_memory:
+            self.stderr.write("--no-worker needs a shared channel layer (set REDIS_URL)")
+            return
+        bridge = MqttBridge(
+            BridgeOptions(
+                client_id=options["client_id"] or default_client_id(),
+                batch_size=options["batch_size"],
+                run_worker=not options["no_worker"],
+                shared=False if options["no_shared"] else None,
+            )
+        )
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        address = broker_address()
+        self.stdout.write(
+            f"mqtt bridge -> {address.host}:{address.port} "
+            f"({'embedded, MQTT 3.1.1' if address.embedded else 'MQTT 5'}), "
+            f"shared={bridge.shared}, worker={'in-process' if not options['no_worker'] else 'external'}"
+        )
+        bridge.run(stop)
+        self.stdout.write(
+            f"stopped: received={bridge.stats.received} outcomes={dict(bridge.stats.outcomes)}"
+        )

@@ -1,0 +1,20 @@
+"""The Channels worker side of the bridge (`manage.py runworker mqtt-inbound`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.consumer import SyncConsumer
+
+from core.mqtt.ingest import handle_batch
+
+
+class MqttInboundConsumer(SyncConsumer):
+    """Handles the batches the bridge puts on the "mqtt-inbound" channel."""
+
+    def mqtt_batch(self, message: dict[str, Any]) -> None:
+        handle_batch([(topic, bytes(payload)) for topic, payload in message["messages"]])
+
+
+# For otaproject/asgi.py: "channel": ChannelNameRouter(CHANNEL_ROUTES)
+CHANNEL_ROUTES = {"mqtt-inbound": MqttInboundConsumer.as_asgi()}

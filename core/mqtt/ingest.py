@@ -1,0 +1,210 @@
+"""Inbound MQTT: decode, check and dispatch one vehicle message to the services.
+
+`handle_message` is what the Channels worker calls for every message; tests call it with no
+broker. A message that is malformed, oversized, off-schema, from an unknown vehicle or
+rejected by a service is logged with its topic, counted and dropped: it never raises and
+never changes stored data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from core.api import DomainError
+from core.mqtt import schemas, topics
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+
+ACCEPTED = "accepted"
+
+
+class Dropped(Exception):
+    """A message we will not process; `reason` is the counter it adds to."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Inbound:
+    topic: str
+    vin: str
+    kind: str
+    document: dict[str, Any]
+
+
+def max_payload_bytes() -> int:
+    return getattr(settings, "MQTT_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES)
+
+
+def decode(topic: str, payload: bytes) -> Inbound:
+    """Parse and check a message without touching the database; raises Dropped."""
+    parsed = topics.parse_inbound(topic)
+    if parsed is None:
+        raise Dropped("bad_topic", topic[:120])
+    if len(payload) > max_payload_bytes():
+        raise Dropped("oversized", f"{len(payload)} bytes")
+    try:
+        document = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Dropped("bad_json", str(exc)[:200])
+    errors = schemas.schema_errors(parsed.kind, document)
+    if errors:
+        raise Dropped("bad_schema", "; ".join(errors))
+    if document["vin"] != parsed.vin:
+        # The front's ACL keeps a vehicle inside its own topics; a payload naming another VIN
+        # is either a bug or an attempt to act as someone else.
+        raise Dropped("vin_mismatch", f"payload vin {document['vin']}")
+    return Inbound(topic=topic, vin=parsed.vin, kind=parsed.kind, document=document)
+
+
+def _vehicle(vin: str) -> Any:
+    from vehicles.models import Vehicle
+
+    vehicle = Vehicle.objects.filter(vin=vin).first()
+    if vehicle is None:
+        raise Dropped("unknown_vehicle", vin)
+    return vehicle
+
+
+def _telemetry(vehicle: Any, doc: dict[str, Any]) -> None:
+    from diagnostics.services import record_telemetry
+
+    record_telemetry(vehicle=vehicle, report=doc)
+
+
+def _status(vehicle: Any, doc: dict[str, Any]) -> None:
+    from diagnostics.services import record_presence
+
+    record_presence(vehicle=vehicle, state=doc["state"], reason=doc.get("reason", ""))
+
+
+# Fields of an MQTT OTA status report that ota.services.record_status_report understands.
+_OTA_REPORT_FIELDS = (
+    "report_id",
+    "update_id",
+    "sequence",
+    "vmg_state",
+    "state",
+    "percentage",
+    "current_step",
+    "error",
+    "running_versions",
+    "rolled_back",
+)
+
+
+def _ota_status(vehicle: Any, doc: dict[str, Any]) -> None:
+    from ota.services import record_status_report
+
+    report = {k: doc[k] for k in _OTA_REPORT_FIELDS if k in doc}
+    record_status_report(vehicle=vehicle, report=report, source="mqtt")
+
+
+def _control_response(vehicle: Any, doc: dict[str, Any]) -> None:
+    from diagnostics.services import record_control_response
+
+    record_control_response(vehicle=vehicle, response=doc)
+
+
+def _diagnostics_response(vehicle: Any, doc: dict[str, Any]) -> None:
+    from diagnostics.services import record_diagnostic_response
+
+    record_diagnostic_response(vehicle=vehicle, response=doc)
+
+
+HANDLERS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
+    topics.TELEMETRY: _telemetry,
+    topics.STATUS: _status,
+    topics.OTA_STATUS: _ota_status,
+    topics.CONTROL_RESPONSE: _control_response,
+    topics.DIAGNOSTICS_RESPONSE: _diagnostics_response,
+}
+
+
+def _refresh_connection() -> None:
+    # A long-running worker must not reuse a connection the database closed; inside a test's
+    # atomic block the connection is the test's own and must stay.
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
+def _drop(topic: str, reason: str, detail: str) -> str:
+    from diagnostics.services import count_drop
+
+    logger.warning("mqtt dropped topic=%s reason=%s detail=%s", topic, reason, detail)
+    try:
+        count_drop(reason=reason, topic=topic)
+    except Exception:
+        logger.exception("mqtt drop counter not updated topic=%s", topic)
+    return f"dropped:{reason}"
+
+
+def handle_message(topic: str, payload: bytes) -> str:
+    """Process one inbound message; returns "accepted" or "dropped:<reason>"."""
+    _refresh_connection()
+    try:
+        inbound = decode(topic, payload)
+        vehicle = _vehicle(inbound.vin)
+        HANDLERS[inbound.kind](vehicle, inbound.document)
+    except Dropped as exc:
+        return _drop(topic, exc.reason, exc.detail)
+    except DomainError as exc:
+        field = f" field={exc.field}" if exc.field else ""
+        return _drop(topic, "rejected", f"{exc.message}{field}")
+    except Exception as exc:
+        logger.exception("mqtt handler failed topic=%s", topic)
+        return _drop(topic, "error", type(exc).__name__)
+    logger.debug("mqtt accepted topic=%s vin=%s kind=%s", topic, inbound.vin, inbound.kind)
+    return ACCEPTED
+
+
+def handle_batch(messages: Iterable[tuple[str, bytes]]) -> Counter[str]:
+    """Process many messages; telemetry goes to the database in one bulk write.
+
+    Everything else is handled one by one through handle_message, in arrival order.
+    """
+    from diagnostics.services import record_telemetry_batch
+    from vehicles.models import Vehicle
+
+    _refresh_connection()
+    outcomes: Counter[str] = Counter()
+    telemetry: list[Inbound] = []
+    for topic, payload in messages:
+        if topics.parse_inbound(topic) is None or not topic.endswith("/" + topics.TELEMETRY):
+            outcomes[handle_message(topic, payload)] += 1
+            continue
+        try:
+            telemetry.append(decode(topic, payload))
+        except Dropped as exc:
+            outcomes[_drop(topic, exc.reason, exc.detail)] += 1
+    if not telemetry:
+        return outcomes
+    vehicles = {v.vin: v for v in Vehicle.objects.filter(vin__in={m.vin for m in telemetry})}
+    known = []
+    for message in telemetry:
+        if message.vin in vehicles:
+            known.append(message)
+        else:
+            outcomes[_drop(message.topic, "unknown_vehicle", message.vin)] += 1
+    try:
+        record_telemetry_batch(reports=[(vehicles[m.vin], m.document) for m in known])
+        outcomes[ACCEPTED] += len(known)
+    except Exception:
+        # One bad row must not sink the batch: retry each message alone.
+        logger.exception("telemetry batch of %d failed; retrying one by one", len(known))
+        for message in known:
+            outcomes[handle_message(message.topic, json.dumps(message.document).encode())] += 1
+    return outcomes

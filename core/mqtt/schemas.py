@@ -1,0 +1,266 @@
+"""JSON schemas (draft 2020-12) of every MQTT payload; docs/PROTOCOL.md prints the same documents."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from core.mqtt import topics
+
+VIN = {"type": "string", "pattern": "^[A-HJ-NPR-Z0-9]{17}$"}
+UUID = {
+    "type": "string",
+    "pattern": "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$",
+}
+# Unix seconds or ISO 8601, as vehicles send both.
+TIMESTAMP = {
+    "oneOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "string", "format": "date-time", "maxLength": 40},
+    ]
+}
+ECU_ID = {"type": "string", "pattern": "^[A-Za-z0-9_]{1,16}$"}
+HEX = {"type": "string", "pattern": "^([0-9a-fA-F]{2})*$", "maxLength": 8192}
+
+TELEMETRY = {
+    "$id": "telemetry",
+    "title": "Telemetry (vehicle -> server, vehicle/{vin}/telemetry)",
+    "type": "object",
+    "required": ["vin", "seq", "timestamp", "values"],
+    "additionalProperties": False,
+    "properties": {
+        "vin": VIN,
+        "seq": {"type": "integer", "minimum": 0, "description": "increases per message"},
+        "timestamp": TIMESTAMP,
+        "vehicle_state": {
+            "enum": [
+                "DRIVING",
+                "PARKED_IGNITION_ON",
+                "PARKED_IGNITION_OFF",
+                "CHARGING",
+                "OTA_ACTIVE",
+            ]
+        },
+        "values": {
+            "type": "object",
+            "maxProperties": 64,
+            "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,47}$"},
+            "additionalProperties": {
+                "type": ["number", "string", "boolean", "null"],
+                "maxLength": 128,
+            },
+        },
+    },
+}
+
+STATUS = {
+    "$id": "status",
+    "title": "Presence (vehicle -> server, vehicle/{vin}/status, retained; also the last will)",
+    "type": "object",
+    "required": ["vin", "state"],
+    "additionalProperties": False,
+    "properties": {
+        "vin": VIN,
+        "state": {"enum": ["online", "offline"]},
+        "timestamp": TIMESTAMP,
+        "reason": {"type": "string", "maxLength": 200},
+    },
+}
+
+OTA_STATUS = {
+    "$id": "ota-status",
+    "title": "OTA status report (vehicle -> server, vehicle/{vin}/ota/status)",
+    "type": "object",
+    "required": ["vin", "report_id"],
+    "additionalProperties": False,
+    "properties": {
+        "vin": VIN,
+        "report_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "update_id": {"type": "integer", "minimum": 1},
+        "sequence": {"type": "integer", "minimum": 0},
+        "vmg_state": {"type": "integer", "minimum": 0, "maximum": 6},
+        "state": {
+            "enum": [
+                "IDLE",
+                "DOWNLOADING",
+                "VERIFYING",
+                "INSTALLING",
+                "READY",
+                "ERROR",
+                "COMPLETED",
+            ]
+        },
+        "percentage": {"type": "integer", "minimum": 0, "maximum": 100},
+        "current_step": {"type": "string", "maxLength": 200},
+        "error": {"type": "string", "maxLength": 500},
+        "running_versions": {
+            "type": "object",
+            "maxProperties": 128,
+            "propertyNames": ECU_ID,
+            "additionalProperties": {"type": "string", "maxLength": 64},
+        },
+        "rolled_back": {"type": "boolean"},
+        "timestamp": TIMESTAMP,
+    },
+}
+
+CONTROL_COMMAND = {
+    "$id": "control-command",
+    "title": "Control command (server -> vehicle, vehicle/{vin}/control)",
+    "type": "object",
+    "required": ["command_id", "vin", "command", "params", "issued_at", "expires_at"],
+    "additionalProperties": False,
+    "properties": {
+        "command_id": UUID,
+        "vin": VIN,
+        "command": {
+            "enum": ["collect_vci", "collect_readiness", "start_download", "activate", "cancel"]
+        },
+        "params": {"type": "object"},
+        "issued_at": TIMESTAMP,
+        "expires_at": TIMESTAMP,
+    },
+}
+
+CONTROL_RESPONSE = {
+    "$id": "control-response",
+    "title": "Control response (vehicle -> server, vehicle/{vin}/control/response)",
+    "type": "object",
+    "required": ["command_id", "vin", "status"],
+    "additionalProperties": False,
+    "properties": {
+        "command_id": UUID,
+        "vin": VIN,
+        "status": {"enum": ["accepted", "rejected", "completed", "failed"]},
+        "detail": {"type": "string", "maxLength": 500},
+        "result": {"type": "object"},
+        "timestamp": TIMESTAMP,
+    },
+}
+
+DIAGNOSTICS_REQUEST = {
+    "$id": "diagnostics-request",
+    "title": "UDS request (server -> vehicle, vehicle/{vin}/diagnostics)",
+    "type": "object",
+    "required": ["request_id", "vin", "service_id", "request_hex", "timeout_ms", "targets"],
+    "additionalProperties": False,
+    "properties": {
+        "request_id": UUID,
+        "vin": VIN,
+        "service_id": {"type": "integer", "minimum": 0, "maximum": 255},
+        "request_hex": HEX,
+        "timeout_ms": {"type": "integer", "minimum": 100, "maximum": 120000},
+        "zone": {"type": ["string", "null"], "maxLength": 32},
+        "targets": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 128,
+            "items": {
+                "type": "object",
+                "required": ["ecu_id", "doip_address"],
+                "additionalProperties": False,
+                "properties": {
+                    "ecu_id": ECU_ID,
+                    "doip_address": {"type": "integer", "minimum": 0, "maximum": 65535},
+                    "gateway_id": {"type": "string", "maxLength": 32},
+                },
+            },
+        },
+        "issued_at": TIMESTAMP,
+    },
+}
+
+DIAGNOSTICS_RESPONSE = {
+    "$id": "diagnostics-response",
+    "title": "UDS responses (vehicle -> server, vehicle/{vin}/diagnostics/response)",
+    "type": "object",
+    "required": ["request_id", "vin", "results"],
+    "additionalProperties": False,
+    "properties": {
+        "request_id": UUID,
+        "vin": VIN,
+        "results": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 128,
+            "items": {
+                "type": "object",
+                "required": ["ecu_id"],
+                "additionalProperties": False,
+                "properties": {
+                    "ecu_id": ECU_ID,
+                    "response_hex": {**HEX, "minLength": 2},
+                    "error": {"enum": ["no_response", "unreachable"]},
+                },
+                "oneOf": [{"required": ["response_hex"]}, {"required": ["error"]}],
+            },
+        },
+        "timestamp": TIMESTAMP,
+    },
+}
+
+DESIRED_STATE = {
+    "$id": "desired-state",
+    "title": "Desired state (server -> vehicle, vehicle/{vin}/desired-state, retained)",
+    "type": "object",
+    "required": ["vin", "updated_at", "pending_update"],
+    "additionalProperties": False,
+    "properties": {
+        "vin": VIN,
+        "updated_at": TIMESTAMP,
+        "pending_update": {
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["update_id"],
+                    "properties": {
+                        "update_id": {"type": "integer", "minimum": 1},
+                        "campaign_id": {"type": ["integer", "null"]},
+                        "check_url": {"type": "string", "maxLength": 300},
+                    },
+                },
+            ]
+        },
+    },
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    topics.TELEMETRY: TELEMETRY,
+    topics.STATUS: STATUS,
+    topics.OTA_STATUS: OTA_STATUS,
+    topics.CONTROL_RESPONSE: CONTROL_RESPONSE,
+    topics.DIAGNOSTICS_RESPONSE: DIAGNOSTICS_RESPONSE,
+    topics.CONTROL: CONTROL_COMMAND,
+    topics.DIAGNOSTICS: DIAGNOSTICS_REQUEST,
+    topics.DESIRED_STATE: DESIRED_STATE,
+}
+
+
+@functools.cache
+def _validator(kind: str) -> Draft202012Validator:
+    schema = SCHEMAS[kind]
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def schema_errors(kind: str, document: Any) -> list[str]:
+    """Messages naming the path of each violation (empty when the document is valid)."""
+    errors = sorted(_validator(kind).iter_errors(document), key=lambda e: list(e.absolute_path))
+    return [
+        f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"[:300]
+        for e in errors[:5]
+    ]
+
+
+def main() -> None:
+    """Print every schema, for docs/PROTOCOL.md."""
+    for kind, schema in SCHEMAS.items():
+        print(f"## {kind}\n```json\n{json.dumps(schema, indent=2)}\n```\n")
+
+
+if __name__ == "__main__":
+    main()

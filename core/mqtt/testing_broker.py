@@ -1,0 +1,131 @@
+"""Loopback MQTT fixtures for end-to-end tests: the shared test broker, a private one, a bridge."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from core.mqtt.bridge import BridgeOptions, MqttBridge
+from core.mqtt.publisher import PahoPublisher, set_publisher
+
+TEST_BROKER_URL = os.environ.get("MQTT_URL") or "mqtt://127.0.0.1:1883"
+
+
+def reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 1883), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test at `timeout`."""
+    from django.db import OperationalError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except OperationalError:
+            # An in-memory SQLite test database locks whole tables while the worker writes.
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@contextmanager
+def real_publisher() -> Iterator[None]:
+    """A real process-wide publisher for the broker the settings name (restores the previous one)."""
+    publisher = PahoPublisher()
+    previous = set_publisher(publisher)
+    try:
+        yield
+    finally:
+        set_publisher(previous)
+        publisher.close()
+
+
+@contextmanager
+def running_bridge(**options: Any) -> Iterator[MqttBridge]:
+    """A bridge with its in-process worker, in a thread, subscribed before this yields."""
+    options.setdefault("client_id", f"ota-bridge-test-{uuid.uuid4().hex[:10]}")
+    options.setdefault("sweep_interval", 0.2)
+    options.setdefault("session_expiry", 120)
+    bridge = MqttBridge(BridgeOptions(**options))
+    stop = threading.Event()
+    thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        if not bridge.subscribed.wait(15):
+            raise AssertionError("the bridge did not subscribe within 15 s")
+        yield bridge
+    finally:
+        stop.set()
+        thread.join(15)
+
+
+class PrivateMosquitto:
+    """A mosquitto of our own on an ephemeral loopback port, with persistence, to restart at will."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="ota-mosquitto-"))
+        self.conf = self.dir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            # Started as root, mosquitto would switch to its own user and could not write
+            # the persistence file into our temporary directory.
+            f"user {getpass.getuser()}\n"
+            "persistence true\n"
+            f"persistence_location {self.dir}/\n"
+            "max_queued_messages 100000\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.process = subprocess.Popen(
+            [binary, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: reachable(self.url), timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            # SIGTERM: mosquitto writes sessions and queued messages to disk before exiting.
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.mqtt.ingest import handle_batch, handle_message
+from core.mqtt.testing import recording_publisher
+from diagnostics.models import InboundDrop, TelemetryLatest, TelemetrySample
+from diagnostics.services import send_control_command
+from diagnostics.tests.factories import control_response, encode, telemetry
+
+pytestmark = pytest.mark.django_db
+
+
+def _data_snapshot(vehicle):
+    vehicle.refresh_from_db()
+    return (
+        TelemetrySample.objects.count(),
+        TelemetryLatest.objects.count(),
+        vehicle.is_online,
+        vehicle.last_seen_at,
+    )
+
+
+def test_telemetry_lands_in_history_and_latest_and_marks_vehicle_seen(vehicle):
+    outcome = handle_message(f"vehicle/{vehicle.vin}/telemetry", encode(telemetry(vehicle.vin)))
+    assert outcome == "accepted"
+    vehicle.refresh_from_db()
+    assert vehicle.is_online and vehicle.last_seen_at is not None
+    assert TelemetrySample.objects.get().values["battery_percent"] == 80
+    assert TelemetryLatest.objects.get(vehicle=vehicle).values["gear"] == "P"
+
+
+def test_redelivered_telemetry_is_stored_once(vehicle):
+    payload = encode(telemetry(vehicle.vin, seq=7))
+    handle_message(f"vehicle/{vehicle.vin}/telemetry", payload)
+    handle_message(f"vehicle/{vehicle.vin}/telemetry", payload)
+    assert TelemetrySample.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "bad_json"),
+        (b"\xff\xfe", "bad_json"),
+        (json.dumps({"vin": "x"}).encode(), "bad_schema"),
+        (json.dumps([1, 2]).encode(), "bad_schema"),
+        (b" " * (64 * 1024 + 1), "oversized"),
+    ],
+)
+def test_malformed_wrong_schema_or_oversized_messages_are_dropped_and_counted(
+    vehicle, payload, reason
+):
+    before = _data_snapshot(vehicle)
+    outcome = handle_message(f"vehicle/{vehicle.vin}/telemetry", payload)
+    assert outcome == f"dropped:{reason}"
+    assert _data_snapshot(vehicle) == before
+    assert InboundDrop.objects.get(reason=reason).count == 1
+
+
+def test_telemetry_naming_another_vehicle_is_dropped(vehicle, other_vehicle):
+    before = _data_snapshot(other_vehicle)
+    outcome = handle_message(
+        f"vehicle/{vehicle.vin}/telemetry", encode(telemetry(other_vehicle.vin))
+    )
+    assert outcome == "dropped:vin_mismatch"
+    assert _data_snapshot(other_vehicle) == before
+    assert TelemetrySample.objects.count() == 0
+
+
+def test_message_from_unregistered_vehicle_is_dropped(registry):
+    vin = "5YJ3E1EA7KF317000"
+    outcome = handle_message(f"vehicle/{vin}/telemetry", encode(telemetry(vin)))
+    assert outcome == "dropped:unknown_vehicle"
+    assert TelemetrySample.objects.count() == 0
+
+
+def test_topic_outside_the_tree_is_dropped(vehicle):
+    assert handle_message(f"vehicle/{vehicle.vin}/secrets", b"{}") == "dropped:bad_topic"
+    assert handle_message("vehicle/not-a-vin/telemetry", b"{}") == "dropped:bad_topic"
+
+
+def test_last_will_marks_vehicle_offline(vehicle):
+    handle_message(f"vehicle/{vehicle.vin}/status", encode({"vin": vehicle.vin, "state": "online"}))
+    vehicle.refresh_from_db()
+    assert vehicle.is_online
+    handle_message(
+        f"vehicle/{vehicle.vin}/status",
+        encode({"vin": vehicle.vin, "state": "offline", "reason": "connection lost"}),
+    )
+    vehicle.refresh_from_db()
+    assert not vehicle.is_online
+
+
+def test_control_response_for_another_vehicles_command_changes_nothing(vehicle, other_vehicle):
+    with recording_publisher():
+        (command,) = send_control_command(vehicles=[other_vehicle], command="collect_vci")
+    outcome = handle_message(
+        f"vehicle/{vehicle.vin}/control/response",
+        encode(control_response(vehicle.vin, command.command_id)),
+    )
+    assert outcome == "dropped:rejected"
+    command.refresh_from_db()
+    assert command.status == "sent"
+
+
+def test_ota_status_goes_to_the_ota_service(vehicle, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        "ota.services.record_status_report",
+        lambda **kwargs: calls.append(kwargs),
+    )
+    document = {"vin": vehicle.vin, "report_id": "r-1", "vmg_state": 1, "percentage": 10}
+    assert handle_message(f"vehicle/{vehicle.vin}/ota/status", encode(document)) == "accepted"
+    assert calls == [
+        {
+            "vehicle": vehicle,
+            "report": {"report_id": "r-1", "vmg_state": 1, "percentage": 10},
+            "source": "mqtt",
+        }
+    ]
+
+
+def test_a_failing_service_is_counted_and_does_not_raise(vehicle, monkeypatch):
+    def explode(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("ota.services.record_status_report", explode)
+    document = {"vin": vehicle.vin, "report_id": "r-2"}
+    assert handle_message(f"vehicle/{vehicle.vin}/ota/status", encode(document)) == "dropped:error"
+
+
+def test_batch_stores_telemetry_of_many_vehicles_and_drops_bad_ones(vehicle, other_vehicle):
+    messages = [
+        (f"vehicle/{vehicle.vin}/telemetry", encode(telemetry(vehicle.vin, seq=i)))
+        for i in range(1, 6)
+    ]
+    messages.append(
+        (f"vehicle/{other_vehicle.vin}/telemetry", encode(telemetry(other_vehicle.vin, seq=1)))
+    )
+    messages.append((f"vehicle/{vehicle.vin}/telemetry", b"garbage"))
+    outcomes = handle_batch(messages)
+    assert outcomes == {"accepted": 6, "dropped:bad_json": 1}
+    assert TelemetrySample.objects.filter(vehicle=vehicle).count() == 5
+    assert TelemetryLatest.objects.get(vehicle=vehicle).seq == 5

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from core.api import DomainError
+from firmware import services
+
+
+class Command(BaseCommand):
+    help = "Manage the hybrid ML-DSA-65 + ECDSA-P256 package signing keys: generate, rotate, list."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("action", choices=["generate", "rotate", "list"])
+        parser.add_argument("--name", default=None, help="key name (default: a UTC timestamp)")
+
+    def handle(self, *args: Any, action: str, name: str | None, **options: Any) -> None:
+        try:
+            if action == "generate":
+                key = services.generate_signing_key(name=name)
+                self.stdout.write(f"generated {key.name}")
+            elif action == "rotate":
+                key = services.rotate_signing_key(name=name)
+                self.stdout.write(f"rotated: {key.name} is now active")
+        except DomainError as exc:
+            raise CommandError(exc.message) from None
+        for key in services.list_signing_keys():
+            self.stdout.write(
+                f"{key.name:<24} {key.status:<8} ML-DSA-65 {key.mldsa_key_id}  "
+                f"ECDSA-P256 {key.ecdsa_key_id}  {key.created_at:%Y-%m-%d %H:%M}Z"
+            )
+        self.stdout.write(f"trust bundle: {services.trust_bundle_path()}")

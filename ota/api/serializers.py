@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from core.models import AuditEvent
+from ota.models import Campaign, CampaignWave, OtaUpdate
+from vehicles.api.serializers import PlanItemSerializer
+
+
+class UpdateCheckRequestSerializer(serializers.Serializer):
+    vin = serializers.CharField(required=False, help_text="optional; must be the caller's VIN")
+
+
+class PackageSerializer(serializers.Serializer):
+    zonal_gateway_id = serializers.CharField()
+    package_id = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    download_url = serializers.CharField()
+    expires_at = serializers.CharField()
+    ecus = serializers.ListField(child=serializers.CharField())
+
+
+class UpdateCheckSerializer(serializers.Serializer):
+    update_available = serializers.BooleanField()
+    update_id = serializers.IntegerField(allow_null=True)
+    campaign_id = serializers.IntegerField(allow_null=True)
+    state = serializers.CharField(allow_null=True)
+    items = PlanItemSerializer(many=True)
+    packages = PackageSerializer(many=True)
+    total_size = serializers.IntegerField()
+    refused = serializers.CharField(allow_blank=True)
+
+
+class PackageRequestSerializer(serializers.Serializer):
+    update_id = serializers.IntegerField(required=False, min_value=1)
+    zonal_gateway_id = serializers.CharField(required=False, max_length=32)
+
+
+class PackageListSerializer(serializers.Serializer):
+    update_id = serializers.IntegerField()
+    packages = PackageSerializer(many=True)
+
+
+class StatusReportSerializer(serializers.Serializer):
+    """Documentation of a status report; `ota.services.parse_status_report` validates it."""
+
+    update_id = serializers.IntegerField(required=False)
+    report_id = serializers.CharField(required=False)
+    sequence = serializers.IntegerField(required=False)
+    vmg_state = serializers.IntegerField(min_value=0, max_value=6, required=False)
+    state = serializers.CharField(required=False, help_text="VMG state name instead of vmg_state")
+    percentage = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    current_step = serializers.CharField(required=False)
+    error = serializers.CharField(required=False)
+    running_versions = serializers.DictField(child=serializers.CharField(), required=False)
+    rolled_back = serializers.BooleanField(required=False)
+
+
+class UpdateSerializer(serializers.ModelSerializer):
+    vin = serializers.CharField(source="vehicle.vin", read_only=True)
+    wave = serializers.IntegerField(source="wave.index", read_only=True, allow_null=True)
+    targets = serializers.SerializerMethodField()
+    state = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = OtaUpdate
+        fields = [
+            "id",
+            "vin",
+            "campaign",
+            "wave",
+            "state",
+            "vmg_state",
+            "progress_percent",
+            "current_step",
+            "error",
+            "attempts",
+            "offered_at",
+            "last_report_at",
+            "deadline_at",
+            "next_action_at",
+            "finished_at",
+            "targets",
+        ]
+
+    def get_targets(self, obj: OtaUpdate) -> dict[str, str]:
+        return obj.target_versions()
+
+
+class WaveSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = CampaignWave
+        fields = [
+            "index",
+            "percentage",
+            "status",
+            "accepted_by_operator",
+            "started_at",
+            "completed_at",
+        ]
+
+
+class FirmwareBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    ecu_type = serializers.CharField(source="ecu_type.code")
+    version = serializers.CharField()
+
+
+CAMPAIGN_FIELDS = [
+    "name",
+    "description",
+    "target_model_names",
+    "target_model_years",
+    "target_zones",
+    "target_vins",
+    "min_current_version",
+    "max_current_version",
+    "wave_percentages",
+    "success_threshold",
+    "failure_threshold",
+    "start_at",
+    "maintenance_window_start",
+    "maintenance_window_end",
+    "max_attempts",
+    "retry_backoff_seconds",
+    "vehicle_timeout_seconds",
+]
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    firmware = FirmwareBriefSerializer(many=True, read_only=True)
+    waves = WaveSerializer(many=True, read_only=True)
+    status = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            *CAMPAIGN_FIELDS,
+            "status",
+            "current_wave",
+            "pause_reason",
+            "auto_paused",
+            "firmware",
+            "waves",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class CampaignDetailSerializer(CampaignSerializer):
+    counts = serializers.SerializerMethodField()
+
+    class Meta(CampaignSerializer.Meta):
+        fields = [*CampaignSerializer.Meta.fields, "counts"]
+
+    def get_counts(self, obj: Campaign) -> dict[str, int]:
+        return self.context.get("counts", {})
+
+
+class CampaignWriteSerializer(serializers.Serializer):
+    """Shapes of a campaign; cross-field and database rules live in ota.campaigns."""
+
+    name = serializers.CharField(max_length=120)
+    description = serializers.CharField(required=False, allow_blank=True)
+    firmware_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1)
+    target_model_names = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False
+    )
+    target_model_years = serializers.ListField(
+        child=serializers.IntegerField(min_value=1980, max_value=2100), required=False
+    )
+    target_zones = serializers.ListField(child=serializers.CharField(max_length=32), required=False)
+    target_vins = serializers.ListField(child=serializers.CharField(max_length=17), required=False)
+    min_current_version = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    max_current_version = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    wave_percentages = serializers.ListField(
+        child=serializers.FloatField(), required=False, min_length=1, max_length=20
+    )
+    success_threshold = serializers.FloatField(required=False)
+    failure_threshold = serializers.FloatField(required=False)
+    start_at = serializers.DateTimeField(required=False, allow_null=True)
+    maintenance_window_start = serializers.TimeField(required=False, allow_null=True)
+    maintenance_window_end = serializers.TimeField(required=False, allow_null=True)
+    max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=20)
+    retry_backoff_seconds = serializers.IntegerField(
+        required=False, min_value=0, max_value=7 * 86400
+    )
+    vehicle_timeout_seconds = serializers.IntegerField(
+        required=False, allow_null=True, min_value=60, max_value=30 * 86400
+    )
+
+
+class CampaignActionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    detail = serializers.CharField()
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "created_at",
+            "actor_label",
+            "action",
+            "vehicle_vin",
+            "object_type",
+            "object_id",
+            "before",
+            "after",
+            "details",
+            "previous_hash",
+            "entry_hash",
+        ]

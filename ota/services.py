@@ -1,0 +1,680 @@
+"""OTA workflows: update checks, status reports and campaign control.
+
+Entry points other components call:
+
+    record_status_report(*, vehicle: Vehicle, report: dict, source: str) -> OtaUpdate
+        One status report of a vehicle, from POST /api/v1/ota/status (source="http") or the MQTT
+        status topic (source="mqtt"). `report` is the decoded JSON object:
+          update_id    int, optional: defaults to the vehicle's open update
+          report_id    str, optional: a repeated report_id is acknowledged and ignored
+          sequence     int, optional: per-update counter; a report older than the last one is
+                       stored as stale and changes nothing
+          vmg_state    int 0..6 (IDLE, DOWNLOADING, VERIFYING, INSTALLING, READY, ERROR, COMPLETED)
+                       or `state` with the same name as a string
+          percentage   int 0..100, current_step str, error str
+          running_versions  {ecu_id: version} the vehicle runs after reboot (proves success)
+          rolled_back  bool: the vehicle booted back into the previous software
+        Raises core.api.DomainError (400, field named) for bad input, NotFoundError (404) when
+        there is no such update, ConflictError (409) for an invalid transition (which is stored).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.api import ConflictError, DomainError, NotFoundError
+from core.audit import record_event
+from core.events import campaign_group, publish_event, vehicle_group
+from ecus.models import Ecu, SoftwareChange
+from ecus.versions import InvalidVersion, SemVer
+from firmware.models import Firmware
+from ota.choices import ReportSource, UpdateState, VmgState
+from ota.models import ACTIVE_STATES, OtaUpdate, UpdateReport
+from ota.planning import analyse_vehicle
+from ota.state_machine import (
+    InvalidTransition,
+    check_vehicle_move,
+    judge_running_versions,
+    progress_target,
+)
+from vehicles.models import Vehicle
+
+logger = logging.getLogger(__name__)
+
+WORKER_ACTOR = "system:campaign-worker"
+PACKAGE_PATH = "/api/v1/ota/package/{id}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Events and audit helpers shared by the OTA workflows.
+
+
+def update_event(update: OtaUpdate, vin: str) -> dict[str, Any]:
+    return {
+        "kind": "update_state",
+        "update_id": update.pk,
+        "vin": vin,
+        "campaign_id": update.campaign_id,
+        "state": update.state,
+        "vmg_state": update.vmg_state,
+        "progress": update.progress_percent,
+        "current_step": update.current_step,
+        "error": update.error,
+    }
+
+
+def publish_update(update: OtaUpdate, vin: str) -> None:
+    """Tell dashboards about a record's new state (after commit)."""
+    event = update_event(update, vin)
+    publish_event(vehicle_group(vin), event)
+    if update.campaign_id:
+        publish_event(campaign_group(update.campaign_id), event)
+
+
+def audit_outcome(update: OtaUpdate, vin: str, *, actor: Any, running: dict[str, str]) -> None:
+    """A vehicle outcome for the R156 record: before/after versions per ECU."""
+    record_event(
+        action=f"ota.update.{update.state}",
+        actor=actor,
+        vehicle_vin=vin,
+        object_type="ota_update",
+        object_id=update.pk,
+        before=update.source_versions(),
+        after=running or update.target_versions(),
+        details={
+            "campaign_id": update.campaign_id,
+            "targets": update.target_versions(),
+            "error": update.error,
+            "attempt": update.attempts,
+        },
+    )
+
+
+def retry_at(update: OtaUpdate, now: Any) -> Any:
+    """When a failed update is offered again, or None when its attempts are used up."""
+    campaign = update.campaign
+    if campaign is None or update.attempts >= campaign.max_attempts:
+        return None
+    # Exponential backoff: the base delay, doubled for each attempt already made.
+    delay = campaign.retry_backoff_seconds * (2 ** max(update.attempts - 1, 0))
+    return now + timedelta(seconds=delay)
+
+
+def finish_update(
+    update: OtaUpdate,
+    vin: str,
+    *,
+    state: str,
+    error: str = "",
+    actor: Any,
+    running: dict[str, str] | None = None,
+    retry: bool = True,
+    now: Any = None,
+) -> None:
+    """Move a record to a terminal state and write the outcome; the caller holds the transaction."""
+    now = now or timezone.now()
+    update.state = state
+    update.error = error[:500]
+    update.finished_at = now
+    update.deadline_at = None
+    update.next_action_at = retry_at(update, now) if retry and state == UpdateState.FAILED else None
+    update.save(
+        update_fields=[
+            "state",
+            "error",
+            "finished_at",
+            "deadline_at",
+            "next_action_at",
+            "updated_at",
+        ]
+    )
+    if running:
+        # Whatever the outcome, the registry follows what the vehicle says it runs.
+        apply_running_versions(update, running)
+    audit_outcome(update, vin, actor=actor, running=running or {})
+    publish_update(update, vin)
+    if update.campaign_id:
+        from ota.campaigns import publish_campaign_progress
+
+        publish_campaign_progress(update.campaign_id)
+
+
+def apply_running_versions(update: OtaUpdate, running: dict[str, str]) -> None:
+    """Record the versions a successful update left running, with the software history."""
+    ecus = {
+        ecu.ecu_id: ecu
+        for ecu in Ecu.objects.filter(vehicle_id=update.vehicle_id, ecu_id__in=list(running))
+    }
+    changes = []
+    changed = []
+    for ecu_id, version in running.items():
+        ecu = ecus.get(ecu_id)
+        if ecu is None or ecu.sw_version == version:
+            continue
+        changes.append(
+            SoftwareChange(
+                vehicle_id=update.vehicle_id,
+                ecu=ecu,
+                from_version=ecu.sw_version,
+                to_version=version,
+                source="ota",
+                update_id=update.pk,
+            )
+        )
+        ecu.sw_version = version
+        ecu.sw_version_key = SemVer.coerce(version).sort_key
+        ecu.target_sw_version = ""
+        changed.append(ecu)
+    if changed:
+        Ecu.objects.bulk_update(changed, ["sw_version", "sw_version_key", "target_sw_version"])
+        SoftwareChange.objects.bulk_create(changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Update check and packages.
+
+
+@dataclass
+class UpdateCheck:
+    """The answer to a vehicle's update check."""
+
+    update: OtaUpdate | None = None
+    items: list[dict[str, Any]] = field(default_factory=list)
+    packages: list[dict[str, Any]] = field(default_factory=list)
+    refused: str = ""
+
+    @property
+    def update_available(self) -> bool:
+        return bool(self.update is not None and self.update.is_active() and self.items)
+
+
+def zone_package_builder() -> Callable[..., Any]:
+    """The firmware app's package builder; looked up at call time so tests can replace it."""
+    from firmware.services import get_or_build_zone_package
+
+    return get_or_build_zone_package
+
+
+def open_update_for(vehicle: Vehicle) -> OtaUpdate | None:
+    """The update the vehicle is working on now, if any (newest first)."""
+    return (
+        OtaUpdate.objects.filter(vehicle=vehicle, state__in=ACTIVE_STATES)
+        .select_related("campaign")
+        .order_by("-offered_at", "-id")
+        .first()
+    )
+
+
+def check_for_update(*, vehicle: Vehicle) -> UpdateCheck:
+    """Answer an update check: the plan of the vehicle's open update and its zone packages.
+
+    The plan is computed once, at the first check after the offer, in a fixed number of queries.
+    Packages are built outside the transaction because signing is slow.
+    """
+    update = open_update_for(vehicle)
+    if update is None:
+        return UpdateCheck()
+    if "items" not in update.plan:
+        update = _plan_update(update, vehicle)
+        if not update.is_active():
+            return UpdateCheck(update=update, refused=update.plan.get("refused", ""))
+    if not _packages_fresh(update, timezone.now()):
+        _attach_packages(update, vehicle)
+    return UpdateCheck(
+        update=update,
+        items=update.plan.get("items", []),
+        packages=update.plan.get("packages", []),
+    )
+
+
+@transaction.atomic
+def _plan_update(update: OtaUpdate, vehicle: Vehicle) -> OtaUpdate:
+    campaign = update.campaign
+    firmware_ids = (
+        set(campaign.campaign_firmware.values_list("firmware_id", flat=True)) if campaign else None
+    )
+    plan = analyse_vehicle(
+        vehicle.pk,
+        firmware_ids=firmware_ids,
+        zones=campaign.target_zones if campaign else (),
+    )
+    update.plan = plan.as_dict()
+    claimed = OtaUpdate.objects.filter(pk=update.pk, state=update.state).update(
+        plan=update.plan, updated_at=timezone.now()
+    )
+    if not claimed:
+        # A report or the worker moved the record meanwhile; answer from its current state.
+        return OtaUpdate.objects.select_related("campaign").get(pk=update.pk)
+    if plan.refused:
+        # Retrying cannot help until firmware changes: no automatic retry.
+        finish_update(
+            update,
+            vehicle.vin,
+            state=UpdateState.FAILED,
+            error=f"refused: {plan.refused}",
+            actor=WORKER_ACTOR,
+            retry=False,
+        )
+    elif not plan.items:
+        finish_update(
+            update,
+            vehicle.vin,
+            state=UpdateState.SUCCEEDED,
+            actor=WORKER_ACTOR,
+            running={},
+            retry=False,
+        )
+    else:
+        _set_targets(vehicle, {item.ecu_id: item.to_version for item in plan.items})
+    return update
+
+
+def _set_targets(vehicle: Vehicle, targets: dict[str, str]) -> None:
+    """Record each ECU's target version; one UPDATE per distinct version, not per ECU."""
+    by_version: dict[str, list[str]] = defaultdict(list)
+    for ecu_id, version in targets.items():
+        by_version[version].append(ecu_id)
+    for version, ecu_ids in by_version.items():
+        Ecu.objects.filter(vehicle=vehicle, ecu_id__in=ecu_ids).update(target_sw_version=version)
+
+
+def _packages_fresh(update: OtaUpdate, now: Any) -> bool:
+    packages = update.plan.get("packages")
+    if not packages:
+        return False
+    return all(p.get("expires_at", "") > now.isoformat() for p in packages)
+
+
+def _attach_packages(update: OtaUpdate, vehicle: Vehicle) -> None:
+    """Build (or reuse) the signed zone package of each zone the plan touches."""
+    from firmware.services import PackageItem
+
+    items = update.plan.get("items", [])
+    if not items:
+        return
+    firmware = Firmware.objects.in_bulk({item["firmware_id"] for item in items})
+    by_zone: dict[str, list[PackageItem]] = defaultdict(list)
+    for item in items:
+        by_zone[item["zonal_gateway_id"]].append(
+            PackageItem(
+                ecu_id=item["ecu_id"],
+                firmware=firmware[item["firmware_id"]],
+                current_version=item["from_version"],
+                hardware_version=item["hardware_version"],
+            )
+        )
+    build = zone_package_builder()
+    packages = []
+    for zone_id, zone_items in by_zone.items():
+        package = build(vehicle=vehicle, zonal_gateway_id=zone_id, items=zone_items)
+        packages.append(
+            {
+                "zonal_gateway_id": zone_id,
+                "package_id": str(package.pk),
+                "size": package.size,
+                "sha256": package.sha256,
+                "download_url": settings.OTA_PUBLIC_BASE_URL + PACKAGE_PATH.format(id=package.pk),
+                "expires_at": package.expires_at.isoformat(),
+                "ecus": [entry.ecu_id for entry in zone_items],
+            }
+        )
+    update.plan = {**update.plan, "packages": packages}
+    OtaUpdate.objects.filter(pk=update.pk).update(plan=update.plan, updated_at=timezone.now())
+
+
+def request_packages(
+    *, vehicle: Vehicle, update_id: int | None = None, zonal_gateway_id: str = ""
+) -> tuple[OtaUpdate, list[dict[str, Any]]]:
+    """The zone packages of the vehicle's open update, built on demand, optionally one zone."""
+    update = _open_update(vehicle, update_id)
+    check = check_for_update(vehicle=vehicle)
+    if check.update is None or check.update.pk != update.pk or not check.update.is_active():
+        raise ConflictError("the update has no installable plan", field="update_id")
+    packages = check.packages
+    if zonal_gateway_id:
+        packages = [p for p in packages if p["zonal_gateway_id"] == zonal_gateway_id]
+        if not packages:
+            raise DomainError(
+                f"the plan has no package for {zonal_gateway_id}", field="zonal_gateway_id"
+            )
+    return check.update, packages
+
+
+def _open_update(vehicle: Vehicle, update_id: int | None) -> OtaUpdate:
+    if update_id is None:
+        update = open_update_for(vehicle)
+        if update is None:
+            raise NotFoundError("this vehicle has no open update", field="update_id")
+        return update
+    update = (
+        OtaUpdate.objects.select_related("campaign").filter(pk=update_id, vehicle=vehicle).first()
+    )
+    if update is None:
+        # Another vehicle's update id is answered like a missing one: ids leak nothing.
+        raise NotFoundError(f"no update {update_id} for this vehicle", field="update_id")
+    return update
+
+
+# ---------------------------------------------------------------------------------------------
+# Status reports.
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A validated status report."""
+
+    update_id: int | None
+    report_key: str
+    sequence: int | None
+    vmg_state: int
+    percentage: int | None
+    current_step: str
+    error: str
+    running_versions: dict[str, str]
+    rolled_back: bool
+
+
+def _optional_int(report: dict, name: str, *, low: int, high: int | None = None) -> int | None:
+    value = report.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DomainError("must be an integer", field=name)
+    if value < low or (high is not None and value > high):
+        raise DomainError(
+            f"must be between {low} and {high}" if high else f"must be >= {low}", field=name
+        )
+    return value
+
+
+def _optional_text(report: dict, name: str, limit: int) -> str:
+    value = report.get(name, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DomainError("must be a string", field=name)
+    if len(value) > limit:
+        raise DomainError(f"must be at most {limit} characters", field=name)
+    return value
+
+
+def _vmg_state_of(report: dict) -> int:
+    if "vmg_state" in report:
+        code = _optional_int(report, "vmg_state", low=0, high=6)
+        if code is None:
+            raise DomainError("must be an integer 0..6", field="vmg_state")
+        return code
+    name = report.get("state")
+    if isinstance(name, int) and not isinstance(name, bool) and 0 <= name <= 6:
+        return name
+    if isinstance(name, str) and name.upper() in VmgState.names:
+        return VmgState[name.upper()].value
+    if name is None:
+        raise DomainError(
+            "vmg_state (0..6) or state (a VMG state name) is required", field="vmg_state"
+        )
+    raise DomainError(f"must be one of {', '.join(VmgState.names)}", field="state")
+
+
+def _running_versions(report: dict) -> dict[str, str]:
+    value = report.get("running_versions") or {}
+    if not isinstance(value, dict):
+        raise DomainError("must be an object of ecu_id: version", field="running_versions")
+    for ecu_id, version in value.items():
+        try:
+            SemVer.coerce(version)
+        except InvalidVersion as exc:
+            raise DomainError(str(exc), field=f"running_versions.{ecu_id}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def parse_status_report(report: Any) -> StatusReport:
+    """Validate a status report; errors name the field at fault."""
+    if not isinstance(report, dict):
+        raise DomainError("a status report is a JSON object", field="non_field_errors")
+    report_id = _optional_text(report, "report_id", 64)
+    sequence = _optional_int(report, "sequence", low=0)
+    rolled_back = report.get("rolled_back", False)
+    if not isinstance(rolled_back, bool):
+        raise DomainError("must be true or false", field="rolled_back")
+    return StatusReport(
+        update_id=_optional_int(report, "update_id", low=1),
+        report_key=f"id:{report_id}"
+        if report_id
+        else (f"seq:{sequence}" if sequence is not None else ""),
+        sequence=sequence,
+        vmg_state=_vmg_state_of(report),
+        percentage=_optional_int(report, "percentage", low=0, high=100),
+        current_step=_optional_text(report, "current_step", 200),
+        error=_optional_text(report, "error", 500),
+        running_versions=_running_versions(report),
+        rolled_back=rolled_back,
+    )
+
+
+def _target_of(update: OtaUpdate, report: StatusReport) -> tuple[str, str]:
+    """The state a report asks for, and the error text that goes with it."""
+    targets = update.target_versions()
+    running = report.running_versions
+    if report.rolled_back:
+        return UpdateState.ROLLED_BACK, report.error or "the vehicle rolled back"
+    if report.vmg_state == VmgState.ERROR:
+        if (
+            running
+            and targets
+            and all(
+                running.get(ecu) == version for ecu, version in update.source_versions().items()
+            )
+        ):
+            return UpdateState.ROLLED_BACK, report.error or "the vehicle rolled back"
+        return UpdateState.FAILED, report.error or "the vehicle reported an error"
+    if report.vmg_state in (VmgState.COMPLETED, VmgState.IDLE) and running and targets:
+        state, reason = judge_running_versions(
+            targets=targets, sources=update.source_versions(), running=running
+        )
+        if state != UpdateState.AWAITING_REBOOT or report.vmg_state == VmgState.COMPLETED:
+            return state, reason
+    if report.vmg_state == VmgState.COMPLETED:
+        # Success is only believed once the new versions are seen running after the reboot.
+        return UpdateState.AWAITING_REBOOT, ""
+    if report.vmg_state == VmgState.IDLE:
+        return update.state, ""
+    return progress_target(report.vmg_state, report.percentage) or update.state, ""
+
+
+def _lock_update(vehicle: Vehicle, update_id: int | None) -> OtaUpdate:
+    query = OtaUpdate.objects.select_for_update().filter(vehicle=vehicle)
+    if update_id is not None:
+        update = query.filter(pk=update_id).first()
+    else:
+        update = query.filter(state__in=ACTIVE_STATES).order_by("-offered_at", "-id").first()
+    if update is None:
+        raise NotFoundError(
+            f"no update {update_id} for this vehicle"
+            if update_id
+            else "this vehicle has no open update",
+            field="update_id",
+        )
+    if update.campaign_id:
+        # select_related cannot join nullable relations under FOR UPDATE on PostgreSQL.
+        update.campaign  # noqa: B018
+    return update
+
+
+def _store_report(
+    update: OtaUpdate,
+    report: StatusReport,
+    raw: dict,
+    *,
+    source: str,
+    before: str,
+    outcome: str,
+    reason: str = "",
+) -> None:
+    UpdateReport.objects.create(
+        update=update,
+        report_key=report.report_key,
+        sequence=report.sequence,
+        source=source,
+        payload=raw,
+        state_before=before,
+        state_after=update.state,
+        outcome=outcome,
+        reason=reason[:300],
+    )
+
+
+@transaction.atomic
+def _apply_report(
+    vehicle: Vehicle, report: StatusReport, raw: dict, source: str
+) -> tuple[OtaUpdate, str]:
+    """Apply one report under the record's row lock; returns the record and a refusal, if any."""
+    update = _lock_update(vehicle, report.update_id)
+    before = update.state
+    if (
+        report.report_key
+        and UpdateReport.objects.filter(update=update, report_key=report.report_key).exists()
+    ):
+        return update, ""  # a repeat of a report already handled: acknowledged, nothing changes
+    if (
+        report.sequence is not None
+        and update.last_sequence is not None
+        and report.sequence < update.last_sequence
+    ):
+        _store_report(
+            update,
+            report,
+            raw,
+            source=source,
+            before=before,
+            outcome="stale",
+            reason=f"older than sequence {update.last_sequence}",
+        )
+        return update, ""
+    target, error = _target_of(update, report)
+    try:
+        check_vehicle_move(before, target)
+    except InvalidTransition as exc:
+        if report.sequence is None and before in ACTIVE_STATES and target in ACTIVE_STATES:
+            # Without a sequence a late progress report cannot be told from a wrong one: keep it.
+            _store_report(
+                update, report, raw, source=source, before=before, outcome="stale", reason=str(exc)
+            )
+            return update, ""
+        _store_report(
+            update, report, raw, source=source, before=before, outcome="refused", reason=str(exc)
+        )
+        record_event(
+            action="ota.report.refused",
+            actor=f"vehicle:{vehicle.vin}",
+            vehicle_vin=vehicle.vin,
+            object_type="ota_update",
+            object_id=update.pk,
+            details={"state": before, "requested": target, "reason": str(exc), "report": raw},
+        )
+        return update, str(exc)
+    _move(update, vehicle, report, target=target, error=error)
+    _store_report(update, report, raw, source=source, before=before, outcome="applied")
+    return update, ""
+
+
+def _move(
+    update: OtaUpdate, vehicle: Vehicle, report: StatusReport, *, target: str, error: str
+) -> None:
+    now = timezone.now()
+    update.vmg_state = report.vmg_state
+    if report.percentage is not None:
+        update.progress_percent = report.percentage
+    if report.current_step:
+        update.current_step = report.current_step
+    if report.sequence is not None:
+        update.last_sequence = max(report.sequence, update.last_sequence or 0)
+    update.last_report_at = now
+    fields = ["vmg_state", "progress_percent", "current_step", "last_sequence", "last_report_at"]
+    if target in (UpdateState.SUCCEEDED, UpdateState.FAILED, UpdateState.ROLLED_BACK):
+        update.save(update_fields=[*fields, "updated_at"])
+        finish_update(
+            update,
+            vehicle.vin,
+            state=target,
+            error=error,
+            actor=f"vehicle:{vehicle.vin}",
+            running=report.running_versions,
+        )
+        return
+    changed = target != update.state
+    update.state = target
+    # Every report proves the vehicle alive: the silence timeout restarts.
+    timeout = (
+        update.campaign.timeout_seconds()
+        if update.campaign
+        else settings.OTA_VEHICLE_TIMEOUT_SECONDS
+    )
+    update.deadline_at = now + timedelta(seconds=timeout)
+    update.save(update_fields=[*fields, "state", "deadline_at", "updated_at"])
+    if changed or report.percentage is not None:
+        publish_update(update, vehicle.vin)
+
+
+def record_status_report(*, vehicle: Vehicle, report: dict, source: str) -> OtaUpdate:
+    """Apply a vehicle's status report (REST or MQTT); see the module docstring for the fields.
+
+    The refusal of an invalid transition is committed (report row and audit event) before the
+    ConflictError is raised, so the record of it survives the 409.
+    """
+    if source not in ReportSource.values:
+        raise DomainError(f"unknown report source {source!r}", field="source")
+    parsed = parse_status_report(report)
+    try:
+        update, refusal = _apply_report(vehicle, parsed, report, source)
+    except IntegrityError:
+        # The same report_key raced in on another connection; the first one won.
+        update = _open_update(vehicle, parsed.update_id)
+        return update
+    if refusal:
+        raise ConflictError(refusal, field="vmg_state", code="invalid_transition")
+    return update
+
+
+def confirm_running_versions(*, vehicle: Vehicle, running: dict[str, str]) -> OtaUpdate | None:
+    """Settle an update waiting for its reboot from the versions a VCI shows running.
+
+    Call inside the VCI's transaction, after the ECU rows were updated.
+    """
+    update = (
+        OtaUpdate.objects.select_for_update()
+        .filter(vehicle=vehicle, state__in=[UpdateState.INSTALLING, UpdateState.AWAITING_REBOOT])
+        .order_by("-offered_at", "-id")
+        .first()
+    )
+    if update is None or not update.plan.get("items"):
+        return None
+    targets = update.target_versions()
+    state, reason = judge_running_versions(
+        targets=targets, sources=update.source_versions(), running=running
+    )
+    if state == UpdateState.AWAITING_REBOOT:
+        return update
+    if update.state == UpdateState.INSTALLING and state != UpdateState.SUCCEEDED:
+        # Still installing: old versions in a VCI only mean the reboot has not happened yet.
+        return update
+    if update.campaign_id:
+        update.campaign  # noqa: B018
+    finish_update(
+        update,
+        vehicle.vin,
+        state=state,
+        error=reason,
+        actor=f"vehicle:{vehicle.vin}",
+        running={ecu: running[ecu] for ecu in targets},
+    )
+    return update

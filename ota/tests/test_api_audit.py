@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from ota.tests.conftest import launch_campaign
+
+URL = "/api/v1/audit-events"
+
+
+def test_audit_export_as_csv_carries_before_and_after(
+    viewer_client, vehicle, vehicle_client, fleet_operator, ecm_release, fake_packages
+) -> None:
+    launch_campaign(fleet_operator, [ecm_release])
+    vehicle_client.post("/api/v1/ota/check", {}, format="json")
+    vehicle_client.post(
+        "/api/v1/ota/status",
+        {"vmg_state": 6, "running_versions": {"ECU_001": "2.0.0", "ECU_017": "2.0.0"}},
+        format="json",
+    )
+    response = viewer_client.get(f"{URL}/export?format=csv&vin={vehicle.vin}")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    [row] = [r for r in rows if r["action"] == "ota.update.succeeded"]
+    assert json.loads(row["before"]) == {"ECU_001": "1.1.1", "ECU_017": "1.1.3"}
+    assert json.loads(row["after"]) == {"ECU_001": "2.0.0", "ECU_017": "2.0.0"}
+    assert row["actor_label"] == f"vehicle:{vehicle.vin}"
+
+
+def test_audit_export_as_json_filters_by_action(viewer_client, fleet_operator, ecm_release) -> None:
+    launch_campaign(fleet_operator, [ecm_release])
+    response = viewer_client.get(f"{URL}/export?format=json&action=campaign.")
+    assert response.status_code == 200
+    actions = [event["action"] for event in response.json()]
+    assert actions[:2] == ["campaign.created", "campaign.started"]
+    assert all(a.startswith("campaign.") for a in actions)
+
+
+def test_audit_list_is_paginated_for_viewers(viewer_client, fleet_operator, ecm_release) -> None:
+    launch_campaign(fleet_operator, [ecm_release])
+    body = viewer_client.get(f"{URL}?limit=1").json()
+    assert body["count"] >= 2
+    assert len(body["results"]) == 1
+
+
+def test_bad_time_filter_names_the_field(viewer_client) -> None:
+    response = viewer_client.get(f"{URL}/export?since=yesterday")
+    assert response.status_code == 400
+    assert "since" in response.json()["error"]["fields"]
+
+
+def test_vehicles_cannot_read_the_audit_trail(vehicle_client) -> None:
+    assert vehicle_client.get(f"{URL}/export").status_code == 403

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.module_loading import import_string
+
+import pqc.server
+from pqc.catalogue import CatalogueError
+from pqc.pki import FleetPki, PkiError
+from pqc.tls import TlsConfigError
+
+
+def _id_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CommandError(f"--configs: {text!r} is not a comma-separated list of ids") from None
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the vehicle API (mutual PQC-TLS), the operator console (PQC-TLS) and the MQTT "
+        "TLS front in one process, plus the background services in RUNOTA_BACKGROUND_SERVICES."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=None, help="Bind address (default OTA_BIND_HOST).")
+        parser.add_argument("--vehicle-port", type=int, default=None)
+        parser.add_argument("--console-port", type=int, default=None)
+        parser.add_argument("--mqtt-port", type=int, default=None)
+        parser.add_argument("--no-mqtt", action="store_true", help="Do not start the MQTT front.")
+        parser.add_argument("--configs", type=_id_list, default=None,
+                            help="Accept only these configuration ids, e.g. 1,4,13.")  # fmt: skip
+        parser.add_argument("--allow-classical", action="store_true", default=None,
+                            help="Also accept X25519 + ECDSA-P256 (PQC_ALLOW_CLASSICAL).")  # fmt: skip
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from daphne.access import AccessLogGenerator
+
+        from otaproject.asgi import application
+
+        pki = FleetPki.from_settings()
+        if not pki.server_families():
+            raise CommandError("no server certificates: run `manage.py pqc_pki init` first")
+        try:
+            listeners = pqc.server.listeners_from_settings(
+                application=application,
+                pki=pki,
+                host=options["host"],
+                vehicle_port=options["vehicle_port"],
+                console_port=options["console_port"],
+                mqtt_port=options["mqtt_port"],
+                with_mqtt=not options["no_mqtt"],
+                accept=options["configs"],
+                allow_classical=options["allow_classical"],
+                action_logger=AccessLogGenerator(sys.stdout) if options["verbosity"] > 1 else None,
+            )
+            ports = listeners.listen()
+        except (CatalogueError, PkiError, TlsConfigError) as exc:
+            raise CommandError(str(exc)) from None
+        except OSError as exc:
+            raise CommandError(f"cannot listen: {exc}") from None
+        self._announce(listeners, ports)
+        stop = threading.Event()
+        self._start_background_services(stop)
+        reactor = pqc.server.reactor
+        reactor.addSystemEventTrigger("before", "shutdown", stop.set)
+        asyncio.set_event_loop(reactor._asyncioEventloop)
+        reactor.run(installSignalHandlers=True)
+
+    def _announce(self, listeners: pqc.server.OtaListeners, ports: dict[str, int]) -> None:
+        host = listeners.host
+        policy = listeners.vehicle.policy
+        self.stdout.write(
+            f"vehicle API    https://{host}:{ports['vehicle']}  (client certificate required)"
+        )
+        self.stdout.write(
+            f"console/admin  https://{host}:{ports['console']}  (server certificate only)"
+        )
+        if "mqtt" in ports:
+            host_port = listeners.mqtt_upstream or ("?", 0)
+            upstream = f"{host_port[0]}:{host_port[1]}"
+            self.stdout.write(
+                f"MQTT TLS front mqtts://{host}:{ports['mqtt']}  (client certificate required) "
+                f"-> broker {upstream}"
+            )
+        self.stdout.write("accepted configurations, most preferred first:")
+        for config in policy.configurations:
+            self.stdout.write(
+                f"  {config.id:>2}  {config.name:<34} {config.group}/{config.signature_algorithm}"
+            )
+        self.stdout.write(f"groups offered: {':'.join(policy.groups)}")
+
+    def _start_background_services(self, stop: threading.Event) -> None:
+        for dotted in settings.RUNOTA_BACKGROUND_SERVICES:
+            try:
+                start = import_string(dotted)
+            except ImportError as exc:
+                raise CommandError(f"RUNOTA_BACKGROUND_SERVICES: cannot import {dotted}: {exc}")
+            thread = threading.Thread(target=start, args=(stop,), name=dotted, daemon=True)
+            thread.start()
+            self.stdout.write(f"started {dotted}")

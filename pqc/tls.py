@@ -1,0 +1,323 @@
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from OpenSSL import SSL, crypto
+from OpenSSL._util import ffi, lib
+
+from pqc.catalogue import SIGNATURE_FAMILIES, PqcConfiguration, ServerPolicy
+from pqc.pki import VIN_RE, FleetPki, PkiError, common_name, fingerprint, key_family, serial_hex
+
+logger = logging.getLogger(__name__)
+
+# The only cipher suites TLS 1.3 offers that we allow; ChaCha20 helps ECUs without AES-NI.
+TLS13_CIPHERSUITES = b"TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
+
+
+class TlsConfigError(RuntimeError):
+    """OpenSSL refused a group, signature or credential list; the message says which."""
+
+
+def _set_groups(ctx: SSL.Context, groups: list[str]) -> None:
+    if lib.SSL_CTX_set1_curves_list(ctx._context, ":".join(groups).encode()) != 1:
+        raise TlsConfigError(f"groups: OpenSSL rejected {groups}")
+
+
+def _set_sigalgs(ctx: SSL.Context, sigalgs: list[str]) -> None:
+    if lib.SSL_CTX_set1_sigalgs_list(ctx._context, ":".join(sigalgs).encode()) != 1:
+        raise TlsConfigError(f"signature algorithms: OpenSSL rejected {sigalgs}")
+
+
+# OpenSSL's SSL_MODE_NO_AUTO_CHAIN (not exported by pyOpenSSL): do not append CA certificates
+# from the trust store to our certificate message. Every peer already holds the fleet roots,
+# and an ML-DSA-65 root would add about 5.5 KB to each handshake.
+SSL_MODE_NO_AUTO_CHAIN = 0x00000008
+
+
+def _tls13_only(ctx: SSL.Context) -> None:
+    ctx.set_mode(SSL_MODE_NO_AUTO_CHAIN)
+    ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+    ctx.set_max_proto_version(SSL.TLS1_3_VERSION)
+    if lib.SSL_CTX_set_ciphersuites(ctx._context, TLS13_CIPHERSUITES) != 1:
+        raise TlsConfigError("cipher suites: OpenSSL rejected the TLS 1.3 list")
+    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
+
+
+class RevocationList:
+    """Revoked serial numbers from the PKI's CRL files, reloaded when a file changes.
+
+    A `stat()` per handshake is cheap next to the handshake itself, and it lets
+    `pqc_pki revoke` (another process) take effect without restarting the listeners.
+    """
+
+    def __init__(self, pki: FleetPki) -> None:
+        self._pki = pki
+        self._lock = threading.Lock()
+        self._stamp: tuple[tuple[str, int, int], ...] = ()
+        self._serials: frozenset[int] = frozenset()
+
+    def _current_stamp(self) -> tuple[tuple[str, int, int], ...]:
+        stamp = []
+        for family in self._pki.families():
+            try:
+                st = os.stat(self._pki.crl_path(family))
+            except FileNotFoundError:
+                continue
+            stamp.append((family, st.st_mtime_ns, st.st_size))
+        return tuple(stamp)
+
+    def is_revoked(self, serial: int) -> bool:
+        stamp = self._current_stamp()
+        with self._lock:
+            if stamp != self._stamp:
+                self._serials = frozenset(self._pki.revoked_serials())
+                self._stamp = stamp
+            return serial in self._serials
+
+
+def _use_key(ctx: SSL.Context, path: Path, passphrase: bytes | None) -> None:
+    # pyOpenSSL cannot convert cryptography's ML-DSA keys, so OpenSSL reads the PEM itself.
+    if passphrase:
+        ctx.set_passwd_cb(lambda *args: passphrase)
+    try:
+        ctx.use_privatekey_file(str(path))
+    except SSL.Error as exc:
+        raise TlsConfigError(f"{path.name}: cannot load private key ({exc})") from None
+
+
+def _first_cert(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificates(path.read_bytes())[0]
+
+
+# X509_V_ERR_* codes the verify callback reports, so the peer gets a precise alert
+# ("certificate revoked", "bad certificate") instead of "internal error".
+X509_V_ERR_CERT_REVOKED = 23
+X509_V_ERR_APPLICATION_VERIFICATION = 50
+
+
+def client_certificate_error(cert: x509.Certificate, revocation: RevocationList | None) -> int:
+    """0 if a chain-verified vehicle certificate is acceptable, else an X509_V_ERR code."""
+    if not VIN_RE.match(common_name(cert)):
+        logger.warning("refused client certificate without a VIN subject")
+        return X509_V_ERR_APPLICATION_VERIFICATION
+    if revocation is not None and revocation.is_revoked(cert.serial_number):
+        logger.warning(
+            "refused revoked certificate %s (%s)", serial_hex(cert.serial_number), common_name(cert)
+        )
+        return X509_V_ERR_CERT_REVOKED
+    return 0
+
+
+def _install_client_verifier(
+    ctx: SSL.Context, mode: int, revocation: RevocationList | None
+) -> None:
+    """Set an OpenSSL verify callback that can report *why* a certificate is refused.
+
+    pyOpenSSL's set_verify() cannot set the X509 error, which turns every refusal into an
+    "internal error" alert; this callback talks to OpenSSL through the same cffi bindings.
+    """
+
+    def verify(ok: int, store_ctx: Any) -> int:
+        try:
+            if not ok:
+                return 0
+            if lib.X509_STORE_CTX_get_error_depth(store_ctx) != 0:
+                return 1
+            raw = lib.X509_STORE_CTX_get_current_cert(store_ctx)
+            cert = crypto.X509._from_raw_x509_ptr(lib.X509_dup(raw)).to_cryptography()
+            error = client_certificate_error(cert, revocation)
+            if error:
+                lib.X509_STORE_CTX_set_error(store_ctx, error)
+                return 0
+            return 1
+        except Exception:  # an exception must never cross into OpenSSL
+            logger.exception("client certificate check failed")
+            lib.X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION)
+            return 0
+
+    callback = ffi.callback("int (*)(int, X509_STORE_CTX *)", verify)
+    # The context must keep the callback alive as long as OpenSSL may call it.
+    ctx._ota_verify_callback = callback  # type: ignore[attr-defined]
+    lib.SSL_CTX_set_verify(ctx._context, mode, callback)
+
+
+def build_server_context(
+    *,
+    pki: FleetPki,
+    policy: ServerPolicy,
+    require_client_cert: bool,
+    revocation: RevocationList | None = None,
+    families: list[str] | None = None,
+) -> SSL.Context:
+    """A TLS 1.3 server context offering one certificate per signature family in the policy.
+
+    OpenSSL picks the certificate whose key matches a signature algorithm both sides
+    allow, so one listener serves ECDSA and ML-DSA clients alike.
+    """
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    _tls13_only(ctx)
+    ctx.set_options(SSL.OP_CIPHER_SERVER_PREFERENCE)
+    _set_groups(ctx, policy.groups)
+    wanted = families if families is not None else policy.signature_families
+    # A certificate loaded for a family outside the policy (the console's ECDSA one for
+    # browsers) is only usable if its signature scheme is allowed too.
+    extra = [SIGNATURE_FAMILIES[f] for f in wanted]
+    _set_sigalgs(ctx, list(dict.fromkeys([*policy.signature_algorithms, *extra])))
+    loaded = []
+    for family in wanted:
+        if not pki.server_cert_path(family).exists():
+            raise TlsConfigError(
+                f"server certificate for {family} is missing; run `manage.py pqc_pki init`"
+            )
+        ctx.use_certificate(_first_cert(pki.server_cert_path(family)))
+        _use_key(ctx, pki.server_key_path(family), pki.passphrase)
+        ctx.check_privatekey()
+        loaded.append(family)
+    if not loaded:
+        raise TlsConfigError("no server certificate to offer")
+    if require_client_cert:
+        store = ctx.get_cert_store()
+        assert store is not None
+        cas = pki.ca_certs()
+        for ca in cas:
+            store.add_cert(crypto.X509.from_cryptography(ca))
+        for ca in cas:
+            ctx.add_client_ca(ca)
+        _install_client_verifier(
+            ctx,
+            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT | SSL.VERIFY_CLIENT_ONCE,
+            revocation,
+        )
+        ctx.set_verify_depth(2)
+    # Mutual TLS sessions carry the vehicle identity; we do not resume them across restarts.
+    ctx.set_session_id(b"ota-pqc")
+    return ctx
+
+
+def build_client_context(
+    *,
+    config: PqcConfiguration | None = None,
+    groups: list[str] | None = None,
+    sigalgs: list[str] | None = None,
+    cert_path: Path | None = None,
+    key_path: Path | None = None,
+    ca_path: Path | None = None,
+    passphrase: bytes | None = None,
+    verify_server: bool = True,
+) -> SSL.Context:
+    """A client context restricted to one configuration (or explicit groups and sigalgs)."""
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    _tls13_only(ctx)
+    if config is not None:
+        groups = [config.group]
+        sigalgs = [config.signature_algorithm]
+    if groups:
+        _set_groups(ctx, groups)
+    if sigalgs:
+        _set_sigalgs(ctx, sigalgs)
+    if cert_path is not None:
+        ctx.use_certificate(_first_cert(cert_path))
+        _use_key(ctx, key_path or cert_path, passphrase)
+        ctx.check_privatekey()
+    if verify_server:
+        if ca_path is None:
+            raise TlsConfigError("ca: a CA bundle is needed to verify the server")
+        ctx.load_verify_locations(str(ca_path))
+        ctx.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errnum, depth, ok: bool(ok))
+    else:
+        ctx.set_verify(SSL.VERIFY_NONE, lambda *args: True)
+    return ctx
+
+
+def expect_hostname(conn: SSL.Connection, host: str) -> None:
+    """Send SNI and make the handshake fail unless the server certificate names `host`."""
+    param = lib.SSL_get0_param(conn._ssl)
+    try:
+        import ipaddress
+
+        ipaddress.ip_address(host)
+        is_ip = True
+    except ValueError:
+        is_ip = False
+    if is_ip:
+        lib.X509_VERIFY_PARAM_set1_ip(param, _ip_bytes(host), len(_ip_bytes(host)))
+    else:
+        conn.set_tlsext_host_name(host.encode())
+        lib.X509_VERIFY_PARAM_set1_host(param, host.encode(), len(host.encode()))
+
+
+def _ip_bytes(host: str) -> bytes:
+    import ipaddress
+
+    return ipaddress.ip_address(host).packed
+
+
+def negotiated_group(conn: SSL.Connection) -> str | None:
+    name = lib.SSL_get0_group_name(conn._ssl)
+    return ffi.string(name).decode() if name != ffi.NULL else None
+
+
+def certificate_family(cert: crypto.X509 | x509.Certificate | None) -> str | None:
+    if cert is None:
+        return None
+    if isinstance(cert, crypto.X509):
+        cert = cert.to_cryptography()
+    try:
+        return key_family(cert.public_key())  # type: ignore[arg-type]
+    except PkiError:
+        return None
+
+
+@dataclass(frozen=True)
+class TlsSessionInfo:
+    """What a finished handshake negotiated, seen from one side."""
+
+    version: str
+    cipher: str | None
+    group: str | None
+    # The signature scheme of the server's certificate: what authenticated the server.
+    signature_algorithm: str | None
+    peer_key_type: str | None
+    own_key_type: str | None
+    peer_certificate: x509.Certificate | None
+
+
+def session_info(conn: SSL.Connection, *, server_side: bool) -> TlsSessionInfo:
+    peer = conn.get_peer_certificate(as_cryptography=True)
+    own = conn.get_certificate(as_cryptography=True)
+    peer_family = certificate_family(peer)
+    own_family = certificate_family(own)
+    server_family = own_family if server_side else peer_family
+    return TlsSessionInfo(
+        version=conn.get_protocol_version_name(),
+        cipher=conn.get_cipher_name(),
+        group=negotiated_group(conn),
+        signature_algorithm=SIGNATURE_FAMILIES.get(server_family or ""),
+        peer_key_type=peer_family,
+        own_key_type=own_family,
+        peer_certificate=peer,
+    )
+
+
+def vehicle_tls_identity(conn: SSL.Connection) -> dict[str, Any] | None:
+    """The `ota_tls` dict for a verified vehicle connection, or None without a client cert."""
+    info = session_info(conn, server_side=True)
+    cert = info.peer_certificate
+    if cert is None:
+        return None
+    return {
+        "vin": common_name(cert),
+        "group": info.group,
+        "signature_algorithm": info.signature_algorithm,
+        "client_signature_algorithm": SIGNATURE_FAMILIES.get(info.peer_key_type or ""),
+        "version": info.version,
+        "cipher": info.cipher,
+        "cert_fingerprint": fingerprint(cert),
+        "cert_serial": serial_hex(cert.serial_number),
+    }

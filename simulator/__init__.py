@@ -1,0 +1,1 @@
+"""A reference vehicle that speaks the server's MQTT protocol (docs/PROTOCOL.md)."""

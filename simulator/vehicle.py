@@ -1,0 +1,241 @@
+"""The simulated vehicle's MQTT side: presence, telemetry, control, OTA status and UDS relay."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+
+from simulator.ecus import SimulatedEcu, answers
+
+logger = logging.getLogger("simulator")
+
+
+@dataclass
+class VehicleConfig:
+    vin: str
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic_root: str = "vehicle"
+    protocol: int = mqtt.MQTTv5
+    telemetry_interval: float = 10.0
+    answer_rule: str = "all"
+    keepalive: int = 30
+
+
+@dataclass
+class SimulatedVehicle:
+    config: VehicleConfig
+    ecus: dict[str, SimulatedEcu] = field(default_factory=dict)
+    desired_state: dict[str, Any] | None = None
+    seq: int = 0
+    ota_sequence: int = 0
+    handled: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        kwargs: dict[str, Any] = {"client_id": cfg.vin, "protocol": cfg.protocol}
+        if cfg.protocol != mqtt.MQTTv5:
+            kwargs["clean_session"] = False
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
+        # The broker announces our disappearance on our own status topic.
+        self.client.will_set(
+            self.topic("status"),
+            json.dumps({"vin": cfg.vin, "state": "offline", "reason": "connection lost"}),
+            qos=1,
+            retain=True,
+        )
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+
+    def topic(self, kind: str) -> str:
+        return f"{self.config.topic_root}/{self.config.vin}/{kind}"
+
+    def ecu(self, ecu_id: str) -> SimulatedEcu:
+        if ecu_id not in self.ecus:
+            self.ecus[ecu_id] = SimulatedEcu(ecu_id=ecu_id, vin=self.config.vin)
+        return self.ecus[ecu_id]
+
+    # connection ------------------------------------------------------------------------
+
+    def start(self) -> SimulatedVehicle:
+        props = None
+        if self.config.protocol == mqtt.MQTTv5:
+            props = mqtt.Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            self.client.connect_async(
+                self.config.host,
+                self.config.port,
+                self.config.keepalive,
+                clean_start=False,
+                properties=props,
+            )
+        else:
+            self.client.connect_async(self.config.host, self.config.port, self.config.keepalive)
+        self.client.loop_start()
+        return self
+
+    def stop(self, *, graceful: bool = True) -> None:
+        self._stop.set()
+        if graceful:
+            self.publish(
+                "status",
+                {"vin": self.config.vin, "state": "offline", "reason": "shutdown"},
+                retain=True,
+            ).wait_for_publish(5)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if reason.is_failure:
+            logger.error("connect refused: %s", reason)
+            return
+        client.subscribe(
+            [
+                (self.topic("control"), 1),
+                (self.topic("diagnostics"), 1),
+                (self.topic("desired-state"), 1),
+            ]
+        )
+        self.publish("status", {"vin": self.config.vin, "state": "online"}, retain=True)
+        self.connected.set()
+        logger.info("%s connected", self.config.vin)
+
+    def publish(
+        self, kind: str, document: dict[str, Any], *, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(self.topic(kind), json.dumps(document), qos=1, retain=retain)
+
+    # vehicle -> server -----------------------------------------------------------------
+
+    def send_telemetry(self, **values: Any) -> mqtt.MQTTMessageInfo:
+        self.seq += 1
+        document = {
+            "vin": self.config.vin,
+            "seq": self.seq,
+            "timestamp": int(time.time()),
+            "vehicle_state": "PARKED_IGNITION_ON",
+            "values": values
+            or {
+                "battery_percent": random.randint(55, 95),
+                "speed_kph": 0.0,
+                "coolant_temp_c": random.randint(20, 90),
+                "odometer_km": 12_000 + self.seq,
+            },
+        }
+        return self.publish("telemetry", document)
+
+    def send_ota_status(self, **report: Any) -> mqtt.MQTTMessageInfo:
+        self.ota_sequence += 1
+        document = {
+            "vin": self.config.vin,
+            "report_id": uuid.uuid4().hex,
+            "sequence": self.ota_sequence,
+            "timestamp": int(time.time()),
+            **report,
+        }
+        return self.publish("ota/status", document)
+
+    def run_telemetry(self, *, count: int | None = None) -> None:
+        """Report telemetry every interval until stopped (or `count` messages are sent)."""
+        sent = 0
+        while not self._stop.is_set() and (count is None or sent < count):
+            if self.connected.is_set():
+                self.send_telemetry()
+                sent += 1
+            self._stop.wait(self.config.telemetry_interval)
+
+    # server -> vehicle -----------------------------------------------------------------
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            document = json.loads(message.payload)
+        except ValueError:
+            logger.warning("ignoring non-JSON message on %s", message.topic)
+            return
+        kind = message.topic.removeprefix(f"{self.config.topic_root}/{self.config.vin}/")
+        self.handled.append(kind)
+        if kind == "control":
+            threading.Thread(target=self._control, args=(document,), daemon=True).start()
+        elif kind == "diagnostics":
+            self._diagnostics(document)
+        elif kind == "desired-state":
+            self.desired_state = document
+            logger.info("desired state: %s", document.get("pending_update"))
+
+    def _respond(self, command: dict[str, Any], status: str, **extra: Any) -> None:
+        self.publish(
+            "control/response",
+            {
+                "command_id": command["command_id"],
+                "vin": self.config.vin,
+                "status": status,
+                **extra,
+            },
+        )
+
+    def _control(self, command: dict[str, Any]) -> None:
+        name = command.get("command")
+        self._respond(command, "accepted")
+        params = command.get("params") or {}
+        if name == "collect_readiness":
+            readiness = {
+                "battery_percent": 80,
+                "free_space_mb": 4096,
+                "temperature_celsius": 30,
+                "engine_off": True,
+                "parking_brake": True,
+                "network_stable": True,
+                "ready_for_ota": True,
+            }
+            self._respond(command, "completed", result=readiness)
+        elif name == "collect_vci":
+            ecus = [{"ecu_id": e.ecu_id, "sw_version": e.sw_version} for e in self.ecus.values()]
+            self._respond(command, "completed", result={"ecus": ecus})
+        elif name == "start_download" and params.get("update_id"):
+            for state, percent in ((1, 50), (1, 100), (2, 100), (3, 100), (4, 100)):
+                self.send_ota_status(
+                    update_id=params["update_id"], vmg_state=state, percentage=percent
+                )
+            self._respond(command, "completed")
+        elif name == "activate" and params.get("update_id"):
+            self.send_ota_status(
+                update_id=params["update_id"],
+                vmg_state=6,
+                percentage=100,
+                running_versions=params.get("versions", {}),
+            )
+            self._respond(command, "completed")
+        elif name == "cancel":
+            self._respond(command, "completed")
+        else:
+            self._respond(command, "rejected", detail=f"cannot {name} with params {sorted(params)}")
+
+    def _diagnostics(self, request: dict[str, Any]) -> None:
+        payload = bytes.fromhex(request["request_hex"])
+        results = []
+        for target in request["targets"]:
+            ecu_id = target["ecu_id"]
+            if not answers(ecu_id, self.config.answer_rule):
+                continue  # silent ECU: the server times it out
+            response = self.ecu(ecu_id).handle(payload)
+            if response is not None:
+                results.append({"ecu_id": ecu_id, "response_hex": response.hex()})
+        if results:
+            self.publish(
+                "diagnostics/response",
+                {"request_id": request["request_id"], "vin": self.config.vin, "results": results},
+            )

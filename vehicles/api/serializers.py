@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ecus.models import SoftwareChange
+from vehicles.models import VciSnapshot, Vehicle, ZonalGateway
+
+
+class VehicleRegisterSerializer(serializers.Serializer):
+    vin = serializers.CharField(max_length=17)
+    model_name = serializers.CharField(max_length=100)
+    model_year = serializers.IntegerField(min_value=1980, max_value=2100)
+    vmg_id = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
+
+
+class ZonalGatewaySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ZonalGateway
+        fields = ["gateway_id", "zone_number", "name", "doip_logical_address"]
+
+
+class VehicleSerializer(serializers.ModelSerializer):
+    zonal_gateways = ZonalGatewaySerializer(many=True, read_only=True)
+    status = serializers.CharField(read_only=True)
+    ecu_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Vehicle
+        fields = [
+            "vin",
+            "model_name",
+            "model_year",
+            "vmg_id",
+            "status",
+            "is_online",
+            "last_seen_at",
+            "tls_group",
+            "tls_signature_algorithm",
+            "tls_version",
+            "certificate_fingerprint",
+            "created_at",
+            "zonal_gateways",
+            "ecu_count",
+        ]
+
+    def get_ecu_count(self, obj: Vehicle) -> int:
+        return obj.ecus.count()
+
+
+class VehicleBriefSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Vehicle
+        fields = ["vin", "model_name", "model_year", "status", "is_online", "last_seen_at"]
+
+
+class VciEcuSerializer(serializers.Serializer):
+    """One ECU of a VCI (documentation only: the service validates and names fields)."""
+
+    ecu_id = serializers.CharField()
+    sw_version = serializers.CharField()
+    hw_version = serializers.CharField()
+    part_number = serializers.CharField(required=False)
+    supplier = serializers.CharField(required=False)
+    serial_number = serializers.CharField(required=False)
+
+
+class VciSerializer(serializers.Serializer):
+    vin = serializers.CharField()
+    device_id = serializers.CharField(required=False)
+    timestamp = serializers.CharField(help_text="Unix seconds (number) or ISO 8601 text")
+    trigger = serializers.CharField(required=False)
+    ecus = VciEcuSerializer(many=True)
+
+
+class PlanItemSerializer(serializers.Serializer):
+    ecu_id = serializers.CharField()
+    ecu_type = serializers.CharField()
+    zonal_gateway_id = serializers.CharField()
+    hardware_version = serializers.CharField()
+    from_version = serializers.CharField()
+    to_version = serializers.CharField()
+    firmware_id = serializers.IntegerField()
+    priority = serializers.IntegerField()
+    reason = serializers.CharField()
+    requires = serializers.ListField(child=serializers.CharField())
+
+
+class VciResultSerializer(serializers.Serializer):
+    snapshot_id = serializers.IntegerField()
+    received_at = serializers.DateTimeField()
+    changed_ecus = serializers.ListField(child=serializers.CharField())
+    outdated = PlanItemSerializer(many=True)
+    refused = serializers.CharField(allow_blank=True)
+    settled_update_id = serializers.IntegerField(allow_null=True)
+    settled_update_state = serializers.CharField(allow_null=True)
+
+
+class VciSnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = VciSnapshot
+        fields = [
+            "id",
+            "device_id",
+            "trigger",
+            "reported_at",
+            "received_at",
+            "ecu_count",
+            "changed_ecus",
+        ]
+
+
+class SoftwareChangeSerializer(serializers.ModelSerializer):
+    ecu_id = serializers.CharField(source="ecu.ecu_id")
+
+    class Meta:
+        model = SoftwareChange
+        fields = [
+            "ecu_id",
+            "from_version",
+            "to_version",
+            "from_hardware_version",
+            "to_hardware_version",
+            "source",
+            "update_id",
+            "recorded_at",
+        ]

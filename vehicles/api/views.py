@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.permissions import IsFleetEngineer, IsOperator, IsVehicle, IsViewer, vehicle_identity
+from ecus.models import SoftwareChange
+from vehicles.api import schema  # noqa: F401  (registers the mutual-TLS security scheme)
+from vehicles.api.access import IsVehicleOrViewer, VehicleThrottled, vehicle_for
+from vehicles.api.serializers import (
+    SoftwareChangeSerializer,
+    VciResultSerializer,
+    VciSerializer,
+    VciSnapshotSerializer,
+    VehicleBriefSerializer,
+    VehicleRegisterSerializer,
+    VehicleSerializer,
+)
+from vehicles.models import VciSnapshot, Vehicle
+from vehicles.services import record_vci, register_vehicle_identity
+
+
+class VehicleRegisterView(VehicleThrottled, APIView):
+    """A vehicle registers itself (VIN of its certificate), or an operator pre-registers one."""
+
+    permission_classes = [IsVehicle | IsOperator | IsFleetEngineer]
+
+    @extend_schema(
+        request=VehicleRegisterSerializer,
+        responses={200: VehicleSerializer, 201: VehicleSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = VehicleRegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        identity = vehicle_identity(request)
+        fingerprint = serial = ""
+        if identity is not None:
+            if data["vin"] != identity.vin:
+                raise PermissionDenied("the VIN must be the one in the client certificate")
+            fingerprint = str(identity.tls.get("cert_fingerprint") or "")
+            serial = str(identity.tls.get("cert_serial") or "")
+        vehicle, created = register_vehicle_identity(
+            vin=data["vin"],
+            model_name=data["model_name"],
+            model_year=data["model_year"],
+            vmg_id=data["vmg_id"],
+            certificate_fingerprint=fingerprint,
+            certificate_serial=serial,
+            actor=request.user,
+        )
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(VehicleSerializer(vehicle).data, status=code)
+
+
+class VehicleListView(generics.ListAPIView):
+    """Fleet list for operators; filter with ?model_name=, ?model_year=, ?status=."""
+
+    permission_classes = [IsViewer]
+    serializer_class = VehicleBriefSerializer
+
+    def get_queryset(self) -> Any:
+        vehicles = Vehicle.objects.all()
+        for name in ("model_name", "model_year", "status"):
+            value = self.request.query_params.get(name)
+            if value:
+                vehicles = vehicles.filter(**{name: value})
+        return vehicles
+
+
+class VehicleDetailView(VehicleThrottled, APIView):
+    permission_classes = [IsVehicleOrViewer]
+
+    @extend_schema(responses=VehicleSerializer)
+    def get(self, request: Request, vin: str) -> Response:
+        vehicle = vehicle_for(request, vin)
+        return Response(VehicleSerializer(vehicle).data)
+
+
+class VciView(VehicleThrottled, APIView):
+    """A vehicle submits its configuration (VCI); the answer lists what is outdated."""
+
+    permission_classes = [IsVehicle]
+
+    @extend_schema(request=VciSerializer, responses={201: VciResultSerializer})
+    def post(self, request: Request, vin: str) -> Response:
+        vehicle = vehicle_for(request, vin)
+        result = record_vci(vehicle=vehicle, vci=request.data, source="http")
+        settled = result.settled_update
+        body = {
+            "snapshot_id": result.snapshot.pk,
+            "received_at": result.snapshot.received_at,
+            "changed_ecus": result.changed,
+            "outdated": result.outdated,
+            "refused": result.refused,
+            "settled_update_id": settled.pk if settled else None,
+            "settled_update_state": settled.state if settled else None,
+        }
+        return Response(VciResultSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class VciHistoryView(generics.ListAPIView):
+    """The VCI snapshots of a vehicle, newest first."""
+
+    permission_classes = [IsVehicleOrViewer]
+    serializer_class = VciSnapshotSerializer
+
+    def get_queryset(self) -> Any:
+        vehicle = vehicle_for(self.request, self.kwargs["vin"])
+        return VciSnapshot.objects.filter(vehicle=vehicle).order_by("-received_at", "-id")
+
+
+class SoftwareHistoryView(generics.ListAPIView):
+    """Every software change of a vehicle's ECUs, newest first; ?ecu_id= narrows it."""
+
+    permission_classes = [IsVehicleOrViewer]
+    serializer_class = SoftwareChangeSerializer
+
+    @extend_schema(parameters=[OpenApiParameter("ecu_id", str, required=False)])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        vehicle = vehicle_for(self.request, self.kwargs["vin"])
+        changes = SoftwareChange.objects.filter(vehicle=vehicle).select_related("ecu")
+        ecu_id = self.request.query_params.get("ecu_id")
+        if ecu_id:
+            changes = changes.filter(ecu__ecu_id=ecu_id)
+        return changes.order_by("-recorded_at", "-id")
