@@ -434,6 +434,20 @@ def campaign_list(*, limit: int = 100) -> list[CampaignSummary]:
     return [summarise_campaign(c) for c in model.objects.order_by("-pk")[:limit]]
 
 
+def audit_trail(
+    *, object_type: str = "", object_id: Any = "", vehicle_vin: str = "", limit: int = 15
+) -> list[Any]:
+    """Newest audit events about one object or one vehicle."""
+    from core.models import AuditEvent
+
+    queryset = AuditEvent.objects.order_by("-id")
+    if object_type:
+        queryset = queryset.filter(object_type=object_type, object_id=str(object_id))
+    if vehicle_vin:
+        queryset = queryset.filter(vehicle_vin=vehicle_vin)
+    return list(queryset[:limit])
+
+
 def firmware_choices(*, limit: int = 500) -> list[tuple[int, str]]:
     """Available firmware releases as (id, label) for the campaign form."""
     return [
@@ -580,6 +594,7 @@ def vehicle_detail(vehicle: Vehicle) -> dict[str, Any]:
         "updates": vehicle_updates(vehicle),
         "telemetry": telemetry,
         "posture": vehicle_crypto_posture(vehicle),
+        "audit": audit_trail(vehicle_vin=vehicle.vin),
     }
 
 
@@ -592,6 +607,42 @@ class ConfigurationUsage:
     vehicles: int
     percent: float
     is_default: bool
+    handshake: dict[str, Any] | None = None
+
+
+# Benchmark columns the configuration table shows, by their heading in the report.
+_HANDSHAKE_COLUMNS = {
+    "p50": "p50 ms",
+    "rate": "listener hs/s",
+    "vs_classical": "vs classical",
+    "bytes": "bytes total",
+}
+
+
+def handshake_figures(tables: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Per configuration id, the figures of the first benchmark table keyed by `id`."""
+    for table in tables:
+        header = [cell.lower() for cell in table["header"]]
+        if not header or header[0] != "id" or "p50 ms" not in header:
+            continue
+        columns = {
+            key: header.index(name) for key, name in _HANDSHAKE_COLUMNS.items() if name in header
+        }
+        figures: dict[int, dict[str, Any]] = {}
+        for row in table["rows"]:
+            try:
+                config_id = int(row[0])
+                p50 = float(row[columns["p50"]])
+            except (ValueError, IndexError):
+                continue
+            figures[config_id] = {
+                key: row[index] for key, index in columns.items() if index < len(row)
+            } | {"p50_value": p50}
+        slowest = max((f["p50_value"] for f in figures.values()), default=0.0)
+        for figure in figures.values():
+            figure["bar"] = round(100.0 * figure["p50_value"] / slowest, 1) if slowest else 0.0
+        return figures
+    return {}
 
 
 def pqc_overview() -> dict[str, Any]:
@@ -610,6 +661,8 @@ def pqc_overview() -> dict[str, Any]:
         .annotate(n=Count("id"))
     }
     connected = sum(usage.values())
+    benchmark = benchmark_tables()
+    figures = handshake_figures(benchmark["tables"])
     rows = []
     matched: set[tuple[str, str]] = set()
     for config in catalogue:
@@ -622,6 +675,7 @@ def pqc_overview() -> dict[str, Any]:
                 vehicles=n,
                 percent=round(100.0 * n / connected, 1) if connected else 0.0,
                 is_default=config.id == settings.PQC_DEFAULT_CONFIG,
+                handshake=figures.get(config.id),
             )
         )
     unknown = [
@@ -634,7 +688,8 @@ def pqc_overview() -> dict[str, Any]:
         "unlisted": unknown,
         "connected": connected,
         "never_connected": Vehicle.objects.filter(tls_group="").count(),
-        "benchmark": benchmark_tables(),
+        "benchmark": benchmark,
+        "has_handshakes": bool(figures),
         "certificates": certificate_inventory()[:50],
         "allow_classical": settings.PQC_ALLOW_CLASSICAL,
     }

@@ -241,6 +241,7 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "summary": dashboard.summarise_campaign(campaign),
             "rows": dashboard.campaign_vehicle_rows(campaign),
             "firmware": dashboard.campaign_firmware(campaign),
+            "audit": dashboard.audit_trail(object_type="campaign", object_id=campaign.pk),
             "actions": actions,
         },
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 
-import bsdiff4
 import zstandard
 
 
@@ -72,6 +71,8 @@ def make_delta(algorithm: DeltaAlgorithm, base: bytes, target: bytes, *, level: 
             )
             return cctx.compress(target)
         if algorithm == DeltaAlgorithm.BSDIFF4:
+            import bsdiff4  # only needed for this algorithm; the verifier runs without it
+
             return bsdiff4.diff(base, target)
     except (zstandard.ZstdError, ValueError, MemoryError) as exc:
         raise DeltaError(str(exc)) from None
@@ -95,9 +96,13 @@ def apply_delta(algorithm: DeltaAlgorithm, base: bytes, delta: bytes, *, max_siz
             new_size = int.from_bytes(delta[24:32], "little")
             if new_size > max_size:
                 raise DeltaError(f"delta declares {new_size} bytes, limit {max_size}")
+            import bsdiff4
+
             return bsdiff4.patch(base, delta)
     except DeltaError:
         raise
+    except ImportError:
+        raise DeltaError("bsdiff4 is not installed (pip install bsdiff4)") from None
     except (zstandard.ZstdError, ValueError, MemoryError, RuntimeError) as exc:
         raise DeltaError(str(exc) or type(exc).__name__) from None
     raise DeltaError(f"cannot apply a delta with {algorithm!r}")

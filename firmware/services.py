@@ -426,7 +426,14 @@ def get_or_build_zone_package(
     existing = ZonePackage.objects.filter(pk=package_id, expires_at__gt=fresh_until).first()
     if existing is None:
         built = _build_file(package_id, zonal_gateway_id, items, bases, options)
-        existing = _store_package(package_id, content, zonal_gateway_id, items, built, fresh_until)
+        try:
+            existing = _store_package(
+                package_id, content, zonal_gateway_id, items, built, fresh_until
+            )
+        except BaseException:
+            # Without its row the file is unreachable; do not leave it behind.
+            default_storage.delete(built[1])
+            raise
     existing.vehicles.add(vehicle)
     return existing
 

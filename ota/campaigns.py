@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from datetime import datetime, time
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from core.api import ConflictError, DomainError
@@ -128,14 +128,18 @@ def eligible_vehicles(campaign: Campaign) -> QuerySet[Vehicle]:
             hardware_version__in=hardware,
             sw_version_key__lt=release.version_key,
         )
-    ecus = Ecu.objects.filter(match, vehicle=OuterRef("pk"))
+    ecus = Ecu.objects.filter(match)
     if campaign.target_zones:
         ecus = ecus.filter(zonal_gateway__gateway_id__in=campaign.target_zones)
     if campaign.min_current_version:
         ecus = ecus.filter(sw_version_key__gte=SemVer.parse(campaign.min_current_version).sort_key)
     if campaign.max_current_version:
         ecus = ecus.filter(sw_version_key__lt=SemVer.parse(campaign.max_current_version).sort_key)
-    vehicles = Vehicle.objects.exclude(status=VehicleStatus.DECOMMISSIONED).filter(Exists(ecus))
+    # A semi-join, not a correlated EXISTS: one pass over the ECU type index, whereas SQLite
+    # runs a correlated subquery once per vehicle over that same index (minutes at 10k vehicles).
+    vehicles = Vehicle.objects.exclude(status=VehicleStatus.DECOMMISSIONED).filter(
+        pk__in=ecus.values("vehicle_id")
+    )
     if campaign.target_model_names:
         vehicles = vehicles.filter(model_name__in=campaign.target_model_names)
     if campaign.target_model_years:
@@ -393,12 +397,3 @@ def retry_failed(campaign: Campaign, *, operator: Any) -> int:
 
 def _user_or_none(actor: Any) -> Any:
     return actor if getattr(actor, "pk", None) is not None else None
-
-
-def parse_window(value: str | None, field: str) -> time | None:
-    if not value:
-        return None
-    try:
-        return time.fromisoformat(value)
-    except ValueError:
-        raise DomainError("a time of day, HH:MM", field=field)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from core.audit import record_event
@@ -147,10 +147,10 @@ def _process_campaign(campaign_id: int, now: datetime, summary: TickSummary) -> 
 
 def include_new_vehicles(campaign: Campaign, *, now: datetime) -> int:
     """Vehicles that matched the targeting after the fan-out join the current wave."""
-    known = OtaUpdate.objects.filter(campaign=campaign, vehicle=OuterRef("pk"))
+    known = OtaUpdate.objects.filter(campaign=campaign).values("vehicle_id")
     vehicle_ids = list(
         eligible_vehicles(campaign)
-        .filter(~Exists(known))
+        .exclude(pk__in=known)
         .values_list("pk", flat=True)[:FAN_OUT_BATCH]
     )
     if not vehicle_ids:
@@ -176,8 +176,11 @@ def offer_due_updates(campaign: Campaign, *, now: datetime) -> int:
     """Offer queued vehicles of reached waves, and failed ones whose retry backoff has passed."""
     if not campaign.in_maintenance_window(now):
         return 0
-    busy = OtaUpdate.objects.filter(vehicle=OuterRef("vehicle"), state__in=ACTIVE_STATES).exclude(
-        campaign=campaign
+    # Semi-joins rather than correlated subqueries: one index pass, not one per row.
+    busy = (
+        OtaUpdate.objects.filter(state__in=ACTIVE_STATES)
+        .exclude(campaign=campaign)
+        .values("vehicle_id")
     )
     due = list(
         OtaUpdate.objects.filter(
@@ -187,7 +190,7 @@ def offer_due_updates(campaign: Campaign, *, now: datetime) -> int:
             state__in=[UpdateState.QUEUED, UpdateState.FAILED, UpdateState.ROLLED_BACK],
         )
         # One update at a time per vehicle: a vehicle busy with another campaign waits.
-        .filter(~Exists(busy))
+        .exclude(vehicle_id__in=busy)
         .order_by("next_action_at", "pk")
         .values_list("pk", "state", "vehicle__vin")[:OFFER_BATCH]
     )

@@ -206,9 +206,9 @@ def zone_package_builder() -> Callable[..., Any]:
 
 def open_update_for(vehicle: Vehicle) -> OtaUpdate | None:
     """The update the vehicle is working on now, if any (newest first)."""
+    # No select_related: the campaign is needed only when the plan is first computed.
     return (
         OtaUpdate.objects.filter(vehicle=vehicle, state__in=ACTIVE_STATES)
-        .select_related("campaign")
         .order_by("-offered_at", "-id")
         .first()
     )

@@ -15,6 +15,7 @@ import daphne.server
 from daphne.http_protocol import HTTPFactory
 from daphne.ws_protocol import WebSocketFactory
 from OpenSSL import SSL
+from OpenSSL._util import ffi, lib
 from twisted.internet import reactor as _reactor
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IReactorTCP
 from twisted.internet.threads import blockingCallFromThread
@@ -28,7 +29,7 @@ from zope.interface import implementer
 from pqc.catalogue import ServerPolicy
 from pqc.mqtt_front import MqttFrontFactory
 from pqc.pki import FleetPki
-from pqc.tls import RevocationList, build_server_context, vehicle_tls_identity
+from pqc.tls import HandshakeRecord, RevocationList, build_server_context, capture_handshake
 
 logger = logging.getLogger(__name__)
 reactor: Any = _reactor
@@ -37,7 +38,7 @@ VEHICLE = "vehicle"
 CONSOLE = "console"
 MQTT = "mqtt"
 
-VehicleHandshakeHook = Callable[[dict[str, Any]], None]
+VehicleHandshakeHook = Callable[[HandshakeRecord], None]
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -78,26 +79,49 @@ class HandshakeRegistry:
     """
 
     def __init__(self, on_vehicle_handshake: VehicleHandshakeHook | None) -> None:
-        self._identities: weakref.WeakKeyDictionary[SSL.Connection, dict[str, Any]] = (
+        self._records: weakref.WeakKeyDictionary[SSL.Connection, HandshakeRecord] = (
             weakref.WeakKeyDictionary()
         )
         self._hook = on_vehicle_handshake
 
     def info_callback(self, conn: SSL.Connection, where: int, ret: int) -> None:
-        if not where & SSL.SSL_CB_HANDSHAKE_DONE or conn in self._identities:
+        if not where & SSL.SSL_CB_HANDSHAKE_DONE or conn in self._records:
             return
-        identity = vehicle_tls_identity(conn)
-        if identity is None:
+        record = capture_handshake(conn)
+        if record is None:
             return
-        self._identities[conn] = identity
+        self._records[conn] = record
         if self._hook is not None:
             try:
-                self._hook(identity)
+                self._hook(record)
             except Exception:
-                logger.exception("vehicle handshake hook failed for %s", identity.get("vin"))
+                logger.exception("vehicle handshake hook failed")
 
     def identity(self, conn: SSL.Connection) -> dict[str, Any] | None:
-        return self._identities.get(conn)
+        record = self._records.get(conn)
+        return record.identity() if record is not None else None
+
+    def install(self, ctx: SSL.Context) -> None:
+        """Register on `ctx` through cffi directly.
+
+        OpenSSL calls the info callback at every handshake state (about 24 times per
+        handshake); pyOpenSSL's wrapper costs about 20 us per call, so this thinner one
+        filters for HANDSHAKE_DONE before touching any Python object.
+        """
+        done = SSL.SSL_CB_HANDSHAKE_DONE
+
+        def callback(ssl: Any, where: int, ret: int) -> None:
+            if not where & done:
+                return
+            try:
+                conn = SSL.Connection._reverse_mapping[ssl]
+                self.info_callback(conn, where, ret)
+            except Exception:  # an exception must never cross into OpenSSL
+                logger.exception("TLS handshake bookkeeping failed")
+
+        handle = ffi.callback("void (*)(SSL *, int, int)", callback)
+        ctx._ota_info_callback = handle  # type: ignore[attr-defined]  # keep it alive
+        lib.SSL_CTX_set_info_callback(ctx._context, handle)
 
 
 def _tls_transport(protocol: Any) -> TLSMemoryBIOProtocol | None:
@@ -191,7 +215,7 @@ class OtaListeners:
             revocation=revocation,
             families=self.vehicle.families,
         )
-        vehicle_ctx.set_info_callback(registry.info_callback)
+        registry.install(vehicle_ctx)
         console_ctx = build_server_context(
             pki=self.pki,
             policy=self.console.policy,
@@ -209,7 +233,7 @@ class OtaListeners:
                 revocation=revocation,
                 families=self.mqtt.families,
             )
-            mqtt_ctx.set_info_callback(registry.info_callback)
+            registry.install(mqtt_ctx)
             front = MqttFrontFactory(*self.mqtt_upstream)
             self._bind(tcp, MQTT, self.mqtt.port, mqtt_ctx, front)
         return dict(self.ports)
@@ -273,11 +297,20 @@ def mqtt_upstream_from_settings() -> tuple[str, int]:
     return "127.0.0.1", int(settings.MQTT_EMBEDDED_PORT)
 
 
-def record_sessions_in_background(identity: dict[str, Any]) -> None:
+def record_sessions_in_background(record: HandshakeRecord) -> None:
     """Handshake hook for production: write the vehicle's TLS posture off the reactor thread."""
+    reactor.callInThread(_record_session, record)
+
+
+def _record_session(record: HandshakeRecord) -> None:
     from pqc.services import record_vehicle_session_from_listener
 
-    reactor.callInThread(record_vehicle_session_from_listener, identity)
+    try:
+        identity = record.identity()
+    except Exception:
+        logger.exception("could not read the client certificate of a finished handshake")
+        return
+    record_vehicle_session_from_listener(identity)
 
 
 def listeners_from_settings(

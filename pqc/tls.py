@@ -59,17 +59,20 @@ class RevocationList:
     def __init__(self, pki: FleetPki) -> None:
         self._pki = pki
         self._lock = threading.Lock()
-        self._stamp: tuple[tuple[str, int, int], ...] = ()
+        self._stamp: tuple[tuple[int, int], ...] = ()
         self._serials: frozenset[int] = frozenset()
+        # Plain strings, computed once: this runs on every handshake.
+        self._crl_paths = [str(pki.crl_path(family)) for family in pki.families()]
 
-    def _current_stamp(self) -> tuple[tuple[str, int, int], ...]:
+    def _current_stamp(self) -> tuple[tuple[int, int], ...]:
         stamp = []
-        for family in self._pki.families():
+        for path in self._crl_paths:
             try:
-                st = os.stat(self._pki.crl_path(family))
+                st = os.stat(path)
             except FileNotFoundError:
+                stamp.append((0, 0))
                 continue
-            stamp.append((family, st.st_mtime_ns, st.st_size))
+            stamp.append((st.st_mtime_ns, st.st_size))
         return tuple(stamp)
 
     def is_revoked(self, serial: int) -> bool:
@@ -101,15 +104,33 @@ X509_V_ERR_CERT_REVOKED = 23
 X509_V_ERR_APPLICATION_VERIFICATION = 50
 
 
-def client_certificate_error(cert: x509.Certificate, revocation: RevocationList | None) -> int:
+_NID_COMMON_NAME = 13
+
+
+def _cn_and_serial(x509_ptr: Any) -> tuple[str, int]:
+    """Subject CN and serial of an X509*, read in C: this runs on every vehicle handshake."""
+    name = lib.X509_get_subject_name(x509_ptr)
+    index = lib.X509_NAME_get_index_by_NID(name, _NID_COMMON_NAME, -1)
+    cn = ""
+    if index >= 0:
+        data = lib.X509_NAME_ENTRY_get_data(lib.X509_NAME_get_entry(name, index))
+        raw = ffi.buffer(lib.ASN1_STRING_get0_data(data), lib.ASN1_STRING_length(data))[:]
+        cn = raw.decode("utf-8", "replace")
+    bn = lib.ASN1_INTEGER_to_BN(lib.X509_get_serialNumber(x509_ptr), ffi.NULL)
+    hex_ptr = lib.BN_bn2hex(bn)
+    serial = int(ffi.string(hex_ptr), 16)
+    lib.OPENSSL_free(hex_ptr)
+    lib.BN_free(bn)
+    return cn, serial
+
+
+def client_certificate_error(cn: str, serial: int, revocation: RevocationList | None) -> int:
     """0 if a chain-verified vehicle certificate is acceptable, else an X509_V_ERR code."""
-    if not VIN_RE.match(common_name(cert)):
-        logger.warning("refused client certificate without a VIN subject")
+    if not VIN_RE.match(cn):
+        logger.warning("refused client certificate without a VIN subject (%r)", cn)
         return X509_V_ERR_APPLICATION_VERIFICATION
-    if revocation is not None and revocation.is_revoked(cert.serial_number):
-        logger.warning(
-            "refused revoked certificate %s (%s)", serial_hex(cert.serial_number), common_name(cert)
-        )
+    if revocation is not None and revocation.is_revoked(serial):
+        logger.warning("refused revoked certificate %s (%s)", serial_hex(serial), cn)
         return X509_V_ERR_CERT_REVOKED
     return 0
 
@@ -129,9 +150,8 @@ def _install_client_verifier(
                 return 0
             if lib.X509_STORE_CTX_get_error_depth(store_ctx) != 0:
                 return 1
-            raw = lib.X509_STORE_CTX_get_current_cert(store_ctx)
-            cert = crypto.X509._from_raw_x509_ptr(lib.X509_dup(raw)).to_cryptography()
-            error = client_certificate_error(cert, revocation)
+            cn, serial = _cn_and_serial(lib.X509_STORE_CTX_get_current_cert(store_ctx))
+            error = client_certificate_error(cn, serial, revocation)
             if error:
                 lib.X509_STORE_CTX_set_error(store_ctx, error)
                 return 0
@@ -305,19 +325,66 @@ def session_info(conn: SSL.Connection, *, server_side: bool) -> TlsSessionInfo:
     )
 
 
+# Family of each server certificate, keyed by its X509* address: the certificates live as long
+# as their context, and this runs on every vehicle handshake.
+_OWN_FAMILY_BY_POINTER: dict[int, str | None] = {}
+
+
+def _own_family(conn: SSL.Connection) -> str | None:
+    pointer = lib.SSL_get_certificate(conn._ssl)
+    if pointer == ffi.NULL:
+        return None
+    key = int(ffi.cast("uintptr_t", pointer))
+    if key not in _OWN_FAMILY_BY_POINTER:
+        _OWN_FAMILY_BY_POINTER[key] = certificate_family(conn.get_certificate(as_cryptography=True))
+    return _OWN_FAMILY_BY_POINTER[key]
+
+
+class HandshakeRecord:
+    """What a vehicle handshake negotiated, captured cheaply on the reactor thread.
+
+    Parsing the client certificate (VIN, fingerprint, key type) waits until someone asks:
+    the first HTTP request on the connection, or the worker thread that records the session.
+    """
+
+    __slots__ = ("_identity", "_lock", "cipher", "group", "peer", "server_family", "version")
+
+    def __init__(self, conn: SSL.Connection, peer: crypto.X509) -> None:
+        self.group = negotiated_group(conn)
+        self.version = conn.get_protocol_version_name()
+        self.cipher = conn.get_cipher_name()
+        self.server_family = _own_family(conn)
+        self.peer = peer
+        self._identity: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def identity(self) -> dict[str, Any]:
+        """The `ota_tls` dict (computed once, from any thread)."""
+        with self._lock:
+            if self._identity is None:
+                cert = self.peer.to_cryptography()
+                self._identity = {
+                    "vin": common_name(cert),
+                    "group": self.group,
+                    "signature_algorithm": SIGNATURE_FAMILIES.get(self.server_family or ""),
+                    "client_signature_algorithm": SIGNATURE_FAMILIES.get(
+                        certificate_family(cert) or ""
+                    ),
+                    "version": self.version,
+                    "cipher": self.cipher,
+                    "cert_fingerprint": fingerprint(cert),
+                    "cert_serial": serial_hex(cert.serial_number),
+                }
+            return self._identity
+
+
+def capture_handshake(conn: SSL.Connection) -> HandshakeRecord | None:
+    """A record of a finished handshake with a client certificate, else None."""
+    peer = conn.get_peer_certificate()
+    return HandshakeRecord(conn, peer) if peer is not None else None
+
+
 def vehicle_tls_identity(conn: SSL.Connection) -> dict[str, Any] | None:
     """The `ota_tls` dict for a verified vehicle connection, or None without a client cert."""
-    info = session_info(conn, server_side=True)
-    cert = info.peer_certificate
-    if cert is None:
-        return None
-    return {
-        "vin": common_name(cert),
-        "group": info.group,
-        "signature_algorithm": info.signature_algorithm,
-        "client_signature_algorithm": SIGNATURE_FAMILIES.get(info.peer_key_type or ""),
-        "version": info.version,
-        "cipher": info.cipher,
-        "cert_fingerprint": fingerprint(cert),
-        "cert_serial": serial_hex(cert.serial_number),
-    }
+    record = capture_handshake(conn)
+    return record.identity() if record is not None else None

@@ -15,8 +15,8 @@ import logging
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,8 @@ MESSAGE_TYPE = "mqtt.batch"
 class BridgeOptions:
     client_id: str = ""
     batch_size: int = 500
-    flush_interval: float = 0.01
+    # Longest a message waits in the bridge for its batch to fill up.
+    flush_interval: float = 0.05
     run_worker: bool = True
     # Threads that touch the database (ingest and timeout sweep). SQLite serialises writers
     # anyway, so one is the default; PostgreSQL deployments may raise it.
@@ -56,6 +57,8 @@ class BridgeStats:
     received: int = 0
     forwarded: int = 0
     connects: int = 0
+    batches: int = 0
+    worker_seconds: float = 0.0
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
@@ -65,8 +68,16 @@ def default_client_id() -> str:
 
 
 class MqttBridge:
-    def __init__(self, options: BridgeOptions | None = None, address: BrokerAddress | None = None):
+    def __init__(
+        self,
+        options: BridgeOptions | None = None,
+        address: BrokerAddress | None = None,
+        channel_layer: Any = None,
+    ):
         self.options = options or BridgeOptions()
+        # An in-memory layer belongs to one event loop: two bridges in one process (tests)
+        # each need their own.
+        self._layer = channel_layer
         self.address = address or broker_address()
         self.stats = BridgeStats()
         self.connected = threading.Event()
@@ -159,7 +170,10 @@ class MqttBridge:
         while True:
             message = await layer.receive(INBOUND_CHANNEL)
             messages = [(t, bytes(p)) for t, p in message["messages"]]
+            started = time.perf_counter()
             outcomes = await self._loop.run_in_executor(self._db_threads, handle_batch, messages)
+            self.stats.worker_seconds += time.perf_counter() - started
+            self.stats.batches += 1
             self.stats.outcomes.update(outcomes)
 
     async def _sweep(self) -> None:
@@ -175,7 +189,7 @@ class MqttBridge:
             max_workers=self.options.worker_tasks, thread_name_prefix="mqtt-worker"
         )
         self._wake = asyncio.Event()
-        layer = get_channel_layer()
+        layer = self._layer or get_channel_layer()
         if layer is None:
             raise RuntimeError("the MQTT bridge needs a Channels layer (CHANNEL_LAYERS)")
         tasks = [asyncio.create_task(self._forward(layer)), asyncio.create_task(self._sweep())]

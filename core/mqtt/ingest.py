@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection, connections
 
 from core.api import DomainError
 from core.mqtt import schemas, topics
@@ -135,10 +135,17 @@ HANDLERS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
 
 
 def _refresh_connection() -> None:
-    # A long-running worker must not reuse a connection the database closed; inside a test's
-    # atomic block the connection is the test's own and must stay.
-    if not connection.in_atomic_block:
-        close_old_connections()
+    """Drop a database connection that broke since the last message.
+
+    Unlike close_old_connections(), a healthy connection stays open: with CONN_MAX_AGE=0 that
+    function reconnects on every call, which would cost a connection per batch. Inside a
+    test's atomic block the connection is the test's own and must stay.
+    """
+    if connection.in_atomic_block:
+        return
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.is_usable():
+            conn.close()
 
 
 def _drop(topic: str, reason: str, detail: str) -> str:

@@ -56,6 +56,19 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 15.0, interval: f
         time.sleep(interval)
 
 
+def sqlite_readers_do_not_lock() -> None:
+    """Let this thread poll an in-memory SQLite test database without locking the worker out.
+
+    The in-memory test database is one shared cache, where a reader holds table locks that
+    make a concurrent writer fail at once instead of waiting.
+    """
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA read_uncommitted = 1")
+
+
 @contextmanager
 def real_publisher() -> Iterator[None]:
     """A real process-wide publisher for the broker the settings name (restores the previous one)."""
@@ -70,11 +83,13 @@ def real_publisher() -> Iterator[None]:
 
 @contextmanager
 def running_bridge(**options: Any) -> Iterator[MqttBridge]:
-    """A bridge with its in-process worker, in a thread, subscribed before this yields."""
+    """A bridge with its in-process worker and its own in-memory channel layer, in a thread."""
+    from channels.layers import InMemoryChannelLayer
+
     options.setdefault("client_id", f"ota-bridge-test-{uuid.uuid4().hex[:10]}")
     options.setdefault("sweep_interval", 0.2)
     options.setdefault("session_expiry", 120)
-    bridge = MqttBridge(BridgeOptions(**options))
+    bridge = MqttBridge(BridgeOptions(**options), channel_layer=InMemoryChannelLayer())
     stop = threading.Event()
     thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
     thread.start()

@@ -210,3 +210,112 @@ def test_benchmark_tables_are_read_from_markdown() -> None:
     assert table["title"] == "Handshake latency"
     assert table["header"] == ["Config", "p50 ms", "p95 ms"]
     assert table["rows"][1] == ["MLKEM768 + ML-DSA-65", "2.6", "3.1"]
+
+
+@pytest.fixture
+def fleet_pki(settings, tmp_path):
+    from pqc.pki import FleetPki
+
+    settings.PKI_DIR = tmp_path / "pki"
+    pki = FleetPki(settings.PKI_DIR)
+    pki.init(families=["ecdsa-p256"], hostnames=["localhost"])
+    return pki
+
+
+@pytest.mark.django_db
+def test_vehicle_page_shows_certificate_expiry(viewer, vehicle, fleet_pki) -> None:
+    issued = fleet_pki.issue_vehicle(vehicle.vin, days=400)
+    Vehicle.objects.filter(pk=vehicle.pk).update(certificate_serial=issued.serial)
+    body = logged_in(viewer).get(f"/vehicles/{vehicle.vin}/").content.decode()
+    assert issued.serial in body
+    assert f"{issued.cert.not_valid_after_utc:%Y-%m-%d}" in body
+
+
+@pytest.mark.django_db
+def test_certificate_expiring_soon_raises_an_alert(viewer, vehicle, fleet_pki) -> None:
+    fleet_pki.issue_vehicle(vehicle.vin, days=5)
+    fleet_pki.issue_vehicle("1HGCM82633A004352", days=300)
+    alerts = dashboard.fleet_alerts()
+    assert [(a.level, a.detail) for a in alerts] == [("critical", vehicle.vin)]
+    assert "vehicle certificate expires in 4 days" in logged_in(viewer).get("/").content.decode()
+
+
+@pytest.mark.django_db
+def test_campaign_page_queries_do_not_grow_with_vehicles(
+    viewer, vehicle, other_vehicle, django_assert_num_queries
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    campaign = make_campaign()
+    make_update(campaign, vehicle, state="installing")
+    client = logged_in(viewer)
+    with CaptureQueriesContext(connection) as one:
+        client.get(f"/campaigns/{campaign.pk}/")
+    make_update(campaign, other_vehicle, state="failed")
+    with django_assert_num_queries(len(one)):
+        client.get(f"/campaigns/{campaign.pk}/")
+
+
+@pytest.mark.django_db
+def test_vehicle_page_queries_do_not_grow_with_updates(
+    viewer, vehicle, django_assert_num_queries
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_update(make_campaign(name="a"), vehicle, state="succeeded")
+    client = logged_in(viewer)
+    with CaptureQueriesContext(connection) as one:
+        client.get(f"/vehicles/{vehicle.vin}/")
+    make_update(make_campaign(name="b"), vehicle, state="failed")
+    with django_assert_num_queries(len(one)):
+        client.get(f"/vehicles/{vehicle.vin}/")
+
+
+def test_handshake_figures_are_matched_to_configuration_ids() -> None:
+    text = (
+        "| id | configuration | listener hs/s | p50 ms | vs classical | bytes total |\n"
+        "|---:|---|---:|---:|---:|---:|\n"
+        "| 1 | ML-KEM-768 + ECDSA-P256 | 138 | 7.25 | 0.92x | 4,413 |\n"
+        "| 4 | ML-KEM-768 + ML-DSA-65 | 76 | 14.50 | 1.67x | 21,137 |\n"
+    )
+    figures = dashboard.handshake_figures(dashboard.parse_markdown_tables(text))
+    assert figures[1]["p50"] == "7.25"
+    assert figures[1]["bytes"] == "4,413"
+    assert figures[4]["bar"] == 100.0
+    assert figures[1]["bar"] == 50.0
+
+
+@pytest.mark.django_db
+def test_pqc_page_shows_handshake_figures_per_configuration(viewer, settings, tmp_path) -> None:
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "bench" / "results" / "tls.md").write_text(
+        "## Handshakes\n\n| id | configuration | p50 ms | vs classical | bytes total |\n"
+        "|---|---|---|---|---|\n| 1 | ML-KEM-768 + ECDSA-P256 | 7.25 | 0.92x | 4,413 |\n"
+    )
+    settings.BASE_DIR = tmp_path
+    body = logged_in(viewer).get("/pqc/").content.decode()
+    assert "<strong>7.25 ms</strong>" in body
+    assert "bench/results/tls.md" in body
+
+
+@pytest.mark.django_db
+def test_campaign_page_shows_who_did_what(fleet_operator, viewer, vehicle) -> None:
+    from ota.models import Campaign
+
+    firmware = make_firmware("ECM", "9.0.0")
+    logged_in(fleet_operator).post("/campaigns/new", {"name": "ECM 9", "firmware": [firmware.pk]})
+    campaign = Campaign.objects.get()
+    logged_in(fleet_operator).post(f"/campaigns/{campaign.pk}/start")
+    body = logged_in(viewer).get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert '<strong>campaign.started</strong> <span class="muted">by user:olga</span>' in body
+    assert "<strong>campaign.created</strong>" in body
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/", "/campaigns/", "/vehicles/", "/diagnostics/", "/pqc/"])
+def test_every_live_fragment_renders_without_the_page_shell(viewer, vehicle, path) -> None:
+    response = logged_in(viewer).get(f"{path}?fragment=live")
+    assert response.status_code == 200
+    assert "<html" not in response.content.decode()

@@ -15,6 +15,7 @@ from core.mqtt.testing_broker import (
     reachable,
     real_publisher,
     running_bridge,
+    sqlite_readers_do_not_lock,
     wait_for,
 )
 from diagnostics.models import (
@@ -32,13 +33,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(autouse=True)
 def _readers_do_not_lock_writers() -> None:
-    from django.db import connection
-
-    if connection.vendor == "sqlite":
-        # The in-memory test database is one shared cache: without this, the test's polling
-        # reads would lock tables against the bridge worker's writes.
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA read_uncommitted = 1")
+    sqlite_readers_do_not_lock()
 
 
 @pytest.fixture
@@ -88,7 +83,9 @@ def test_vehicle_telemetry_presence_and_ota_status_reach_the_database(vehicle, s
     }
     wait_for(lambda: OtaUpdate.objects.get(pk=update.pk).state == "downloading")
     assert OtaUpdate.objects.get(pk=update.pk).progress_percent == 40
-    # Losing the connection without DISCONNECT makes the broker publish the last will.
+    # Losing the connection without DISCONNECT makes the broker publish the last will
+    # (the network loop stops first so that the vehicle does not reconnect at once).
+    simulator.client.loop_stop()
     simulator.client.socket().close()
     wait_for(lambda: not _refreshed(vehicle).is_online)
 
@@ -129,7 +126,9 @@ def test_control_command_is_acknowledged_and_completed(vehicle, simulator, fleet
 
 
 def test_bad_messages_change_nothing_and_are_counted(vehicle, other_vehicle, topic_root, bridge):
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=vehicle.vin, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=vehicle.vin, protocol=mqtt.MQTTv5
+    )
     client.connect("127.0.0.1", int(TEST_BROKER_URL.rsplit(":", 1)[1]))
     client.loop_start()
     mine = f"{topic_root}/{vehicle.vin}/telemetry"
@@ -140,7 +139,10 @@ def test_bad_messages_change_nothing_and_are_counted(vehicle, other_vehicle, top
         (mine, json.dumps({"vin": vehicle.vin, "seq": "one"}).encode()),
         (mine, json.dumps({**good, "values": {"x": "y" * 70_000}}).encode()),
         (theirs, json.dumps(good).encode()),
-        (f"{topic_root}/{other_vehicle.vin}/ota/status", json.dumps({"vin": vehicle.vin, "report_id": "x"}).encode()),
+        (
+            f"{topic_root}/{other_vehicle.vin}/ota/status",
+            json.dumps({"vin": vehicle.vin, "report_id": "x"}).encode(),
+        ),
     ]:
         client.publish(topic, payload, qos=1).wait_for_publish(5)
     # A valid message last: once it is stored, everything before it has been handled.
@@ -173,7 +175,9 @@ def test_broker_restart_in_the_middle_of_a_flow_loses_no_qos1_message(vehicle, s
             for _ in range(50):
                 sim.send_telemetry(speed_kph=2)
             broker.start()
-            wait_for(lambda: TelemetrySample.objects.filter(vehicle=vehicle).count() == 100, timeout=60)
+            wait_for(
+                lambda: TelemetrySample.objects.filter(vehicle=vehicle).count() == 100, timeout=60
+            )
             assert bridge.stats.connects >= 2
         seqs = sorted(TelemetrySample.objects.values_list("seq", flat=True))
         assert seqs == list(range(1, 101))

@@ -62,7 +62,9 @@ class UpdateCheckView(VehicleThrottled, APIView):
             "total_size": sum(p["size"] for p in check.packages),
             "refused": check.refused,
         }
-        return Response(UpdateCheckSerializer(body).data)
+        # The stored plan already has the documented shape; re-serializing it field by field
+        # would double the cost of the most frequent vehicle request.
+        return Response(body)
 
 
 class PackageRequestView(VehicleThrottled, APIView):
@@ -104,6 +106,10 @@ class StatusReportView(VehicleThrottled, APIView):
         return Response(UpdateSerializer(update).data)
 
 
+def _campaigns_for_display() -> Any:
+    return Campaign.objects.prefetch_related("waves", "firmware__ecu_type").order_by("-created_at")
+
+
 class CampaignViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -117,9 +123,9 @@ class CampaignViewSet(
     serializer_class = CampaignSerializer
 
     def get_queryset(self) -> Any:
-        return Campaign.objects.prefetch_related("waves", "firmware__ecu_type").order_by(
-            "-created_at"
-        )
+        if self.action not in ("list", "retrieve"):
+            return Campaign.objects.all()  # actions load what they render themselves
+        return _campaigns_for_display()
 
     def get_permissions(self) -> list[Any]:
         if self.action in ("list", "retrieve", "vehicles"):
@@ -134,7 +140,7 @@ class CampaignViewSet(
         return CampaignSerializer
 
     def _detail(self, campaign: Campaign, code: int = status.HTTP_200_OK) -> Response:
-        campaign = self.get_queryset().get(pk=campaign.pk)
+        campaign = _campaigns_for_display().get(pk=campaign.pk)
         context = {"counts": campaign_services.campaign_counts(campaign.pk)}
         return Response(CampaignDetailSerializer(campaign, context=context).data, status=code)
 

@@ -76,10 +76,10 @@ def start_listeners(fleet: FleetMaterial, *, hook: Any, mqtt_upstream: tuple[str
 
     handshakes: list[dict[str, Any]] = []
 
-    def record(identity: dict[str, Any]) -> None:
-        handshakes.append(identity)
+    def record(handshake: Any) -> None:
+        handshakes.append(handshake.identity())
         if hook is not None:
-            hook(identity)
+            hook(handshake)
 
     listeners = listeners_from_settings(
         application=application,

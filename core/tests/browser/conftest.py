@@ -4,6 +4,7 @@ Debian's headless Chromium driven by Playwright."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 CHROMIUM = os.environ.get("OTA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -53,11 +55,41 @@ def _call_on_server(fn: Callable[..., Any], /, **kwargs: Any) -> Any:
 
     from pqc.server import reactor
 
+    def run() -> Any:
+        try:
+            return fn(**kwargs)
+        finally:
+            # Worker threads outlive the call; a connection left open would keep the test
+            # database from being dropped at the end of the session.
+            connections.close_all()
+
     def start() -> defer.Deferred:
-        coroutine = sync_to_async(fn, thread_sensitive=False)(**kwargs)
+        coroutine = sync_to_async(run, thread_sensitive=False)()
         return defer.Deferred.fromFuture(asyncio.ensure_future(coroutine))
 
     return blockingCallFromThread(reactor, start)
+
+
+def _close_server_connections() -> None:
+    """Close the database connections the server's worker threads left open.
+
+    Those threads outlive the test; on PostgreSQL an open session keeps the test database from
+    being dropped. The raw connection is closed and forgotten, as Django refuses to close a
+    connection from a thread that does not own it.
+    """
+    import gc
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    ours = {id(connections[alias]) for alias in connections}
+    for wrapper in gc.get_objects():
+        if isinstance(wrapper, BaseDatabaseWrapper) and id(wrapper) not in ours:
+            raw = wrapper.connection
+            if raw is not None:
+                with contextlib.suppress(Exception):
+                    raw.close()
+                # The thread may serve the next test: let it reconnect instead of failing.
+                wrapper.connection = None
 
 
 @pytest.fixture
@@ -94,6 +126,7 @@ def console(transactional_db, monkeypatch) -> Iterator[Console]:
         )
     finally:
         server.stop_in_thread(listeners)
+        _close_server_connections()
 
 
 @pytest.fixture

@@ -38,6 +38,12 @@ def test_every_page_renders_live_data_in_chromium(console, browser_page) -> None
     assert "1" in row.locator("td.usage strong").inner_text()
     screenshot(page, "05-pqc")
 
+    # The same overview on a phone-sized screen: navigation wraps, cards stack.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/")
+    assert page.locator(".kpi").first.bounding_box()["width"] < 390
+    screenshot(page, "08-fleet-phone")
+
 
 def test_logged_out_browser_is_sent_to_login(console, browser_page) -> None:
     browser_page.goto("/campaigns/")

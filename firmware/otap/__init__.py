@@ -1,0 +1,86 @@
+"""OTAP zone packages: byte layout, streaming writer, parser, verifier and extractor.
+
+No Django in this package, so that vehicle-side developers can run
+``python -m firmware.otap verify PACKAGE --trust KEYS``.
+"""
+
+from __future__ import annotations
+
+from firmware.otap.cli import describe, main
+from firmware.otap.format import (
+    CHUNK_SIZE,
+    COMPRESSION_NAMES,
+    COMPRESSION_NONE,
+    COMPRESSION_ZSTD,
+    ECDSA_MAX_SIGNATURE_SIZE,
+    ECU_ID_RE,
+    ENTRY,
+    ENTRY_SIZE,
+    FORMAT_VERSION,
+    GATEWAY_ID_RE,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    MANIFEST,
+    MANIFEST_SIZE,
+    MAX_ECU_COUNT,
+    MAX_IMAGE_SIZE,
+    MLDSA65_SIGNATURE_SIZE,
+    MLDSA_CONTEXT,
+    SIGNATURE_BLOCK_SIZE,
+    SIGNATURES,
+    VERSION_RE,
+    BuildOptions,
+    BuildResult,
+    Entry,
+    EntrySource,
+    OtapError,
+    Package,
+    Signer,
+    TrustSet,
+    data_offset_for,
+    signed_size_for,
+)
+from firmware.otap.reader import extract_package, parse_package, verify_package
+from firmware.otap.writer import write_package
+
+__all__ = [
+    "CHUNK_SIZE",
+    "COMPRESSION_NAMES",
+    "COMPRESSION_NONE",
+    "COMPRESSION_ZSTD",
+    "ECDSA_MAX_SIGNATURE_SIZE",
+    "ECU_ID_RE",
+    "ENTRY",
+    "ENTRY_SIZE",
+    "FORMAT_VERSION",
+    "GATEWAY_ID_RE",
+    "HEADER",
+    "HEADER_SIZE",
+    "MAGIC",
+    "MANIFEST",
+    "MANIFEST_SIZE",
+    "MAX_ECU_COUNT",
+    "MAX_IMAGE_SIZE",
+    "MLDSA65_SIGNATURE_SIZE",
+    "MLDSA_CONTEXT",
+    "SIGNATURES",
+    "SIGNATURE_BLOCK_SIZE",
+    "VERSION_RE",
+    "BuildOptions",
+    "BuildResult",
+    "Entry",
+    "EntrySource",
+    "OtapError",
+    "Package",
+    "Signer",
+    "TrustSet",
+    "data_offset_for",
+    "describe",
+    "extract_package",
+    "main",
+    "parse_package",
+    "signed_size_for",
+    "verify_package",
+    "write_package",
+]

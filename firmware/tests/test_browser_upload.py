@@ -1,0 +1,58 @@
+"""The admin upload page in a real browser: progress bar, stored release, field errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from core.roles import Role
+from core.tests.browser.conftest import (  # noqa: F401  (fixtures)
+    browser_page,
+    console,
+    log_in,
+    screenshot,
+)
+from core.tests.browser.fleet_data import PASSWORD, make_user
+from firmware.models import Firmware
+from firmware.tests import factories
+
+pytestmark = pytest.mark.slow
+
+STATUS = "document.getElementById('upload-status').textContent"
+
+
+def test_fleet_engineer_uploads_firmware_with_a_progress_bar(
+    console,  # noqa: F811
+    browser_page,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    factories.ecu_type("ECM")
+    make_user("fiona", Role.FLEET_ENGINEER, superuser=True)
+    image = tmp_path / "ecm app.bin"
+    image.write_bytes(os.urandom(3 << 20))
+    page = browser_page
+    log_in(page, "fiona", PASSWORD)
+
+    page.goto("/admin/firmware/firmware/upload/")
+    page.select_option("#id_ecu_type", "ECM")
+    page.fill("#id_version", "5.0.0")
+    page.fill("#id_hardware_versions", "2.0, 2.1")
+    page.set_input_files("#id_file", str(image))
+    page.click("input[type=submit]")
+    page.wait_for_function(f"{STATUS}.startsWith('Stored')")
+    screenshot(page, "firmware-upload")
+
+    assert page.locator("#upload-progress").evaluate("bar => bar.value") == 100
+    firmware = Firmware.objects.get(ecu_type__code="ECM", version="5.0.0")
+    assert firmware.sha256 == hashlib.sha256(image.read_bytes()).hexdigest()
+    assert firmware.sha256 in page.locator("#upload-status").inner_text()
+    assert firmware.original_filename == "ecm app.bin"
+
+    # The same release again: the page shows the API's error naming the field.
+    page.click("input[type=submit]")
+    page.wait_for_function(f"{STATUS}.startsWith('409')")
+    assert "version:" in page.locator("#upload-status").inner_text()
+    assert Firmware.objects.filter(ecu_type__code="ECM").count() == 1
