@@ -96,7 +96,10 @@ def _close_server_connections() -> None:
 def console(transactional_db, monkeypatch) -> Iterator[Console]:
     """The operator console on an ephemeral loopback port, over PQC-TLS (server cert only)."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: run .ci/browser-deps.sh")
+        # CI installs Chromium, so there a missing browser is a failure, not a reason to skip.
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/system-deps should have installed it")
+        pytest.skip(f"{CHROMIUM} is missing: run .ci/system-deps")
     # Playwright's sync API keeps an event loop in this thread; the ORM calls the test makes
     # between page actions are still plain synchronous code.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
