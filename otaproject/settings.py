@@ -184,7 +184,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 FILE_UPLOAD_TEMP_DIR = None
 
 # Dotted paths of `start(stop_event)` callables that `manage.py runota` runs in daemon threads.
-RUNOTA_BACKGROUND_SERVICES = env.list("RUNOTA_BACKGROUND_SERVICES", default=[])
+# The embedded broker starts first (it does nothing when MQTT_URL names a broker), then the
+# bridge with its in-process worker, then the campaign worker.
+RUNOTA_BACKGROUND_SERVICES = env.list(
+    "RUNOTA_BACKGROUND_SERVICES",
+    default=["core.mqtt.broker.start", "core.mqtt.bridge.start", "ota.worker.start"],
+)
+OTA_CAMPAIGN_TICK_SECONDS = env.int("OTA_CAMPAIGN_TICK_SECONDS", default=5)
 
 OTA_VEHICLE_TIMEOUT_SECONDS = env.int("OTA_VEHICLE_TIMEOUT_SECONDS", default=6 * 3600)
 

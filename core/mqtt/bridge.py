@@ -171,7 +171,15 @@ class MqttBridge:
             message = await layer.receive(INBOUND_CHANNEL)
             messages = [(t, bytes(p)) for t, p in message["messages"]]
             started = time.perf_counter()
-            outcomes = await self._loop.run_in_executor(self._db_threads, handle_batch, messages)
+            try:
+                outcomes = await self._loop.run_in_executor(
+                    self._db_threads, handle_batch, messages
+                )
+            except Exception:
+                # handle_batch accounts for every message itself; this is a last resort so
+                # that no failure ends the worker.
+                logger.exception("mqtt worker failed on a batch of %d", len(messages))
+                outcomes = Counter({"dropped:error": len(messages)})
             self.stats.worker_seconds += time.perf_counter() - started
             self.stats.batches += 1
             self.stats.outcomes.update(outcomes)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, connections
+from django.db import InterfaceError, OperationalError, connection, connections
 
 from core.api import DomainError
 from core.mqtt import schemas, topics
@@ -159,13 +160,30 @@ def _drop(topic: str, reason: str, detail: str) -> str:
     return f"dropped:{reason}"
 
 
+# A message that meets a passing database failure (a lock, a failover) is retried before it
+# is given up: the broker has its PUBACK already, so dropping it would lose it.
+TRANSIENT_ATTEMPTS = 5
+TRANSIENT_BACKOFF_S = 0.05
+
+
+def _with_retries(call: Callable[[], None]) -> None:
+    for attempt in range(TRANSIENT_ATTEMPTS):
+        try:
+            call()
+            return
+        except (OperationalError, InterfaceError):
+            if attempt == TRANSIENT_ATTEMPTS - 1 or connection.in_atomic_block:
+                raise
+            time.sleep(TRANSIENT_BACKOFF_S * 2**attempt)
+            _refresh_connection()
+
+
 def handle_message(topic: str, payload: bytes) -> str:
     """Process one inbound message; returns "accepted" or "dropped:<reason>"."""
     _refresh_connection()
     try:
         inbound = decode(topic, payload)
-        vehicle = _vehicle(inbound.vin)
-        HANDLERS[inbound.kind](vehicle, inbound.document)
+        _with_retries(lambda: HANDLERS[inbound.kind](_vehicle(inbound.vin), inbound.document))
     except Dropped as exc:
         return _drop(topic, exc.reason, exc.detail)
     except DomainError as exc:
@@ -183,9 +201,6 @@ def handle_batch(messages: Iterable[tuple[str, bytes]]) -> Counter[str]:
 
     Everything else is handled one by one through handle_message, in arrival order.
     """
-    from diagnostics.services import record_telemetry_batch
-    from vehicles.models import Vehicle
-
     _refresh_connection()
     outcomes: Counter[str] = Counter()
     telemetry: list[Inbound] = []
@@ -199,19 +214,27 @@ def handle_batch(messages: Iterable[tuple[str, bytes]]) -> Counter[str]:
             outcomes[_drop(topic, exc.reason, exc.detail)] += 1
     if not telemetry:
         return outcomes
-    vehicles = {v.vin: v for v in Vehicle.objects.filter(vin__in={m.vin for m in telemetry})}
-    known = []
-    for message in telemetry:
-        if message.vin in vehicles:
-            known.append(message)
-        else:
-            outcomes[_drop(message.topic, "unknown_vehicle", message.vin)] += 1
     try:
-        record_telemetry_batch(reports=[(vehicles[m.vin], m.document) for m in known])
-        outcomes[ACCEPTED] += len(known)
+        outcomes.update(_store_telemetry(telemetry))
     except Exception:
-        # One bad row must not sink the batch: retry each message alone.
-        logger.exception("telemetry batch of %d failed; retrying one by one", len(known))
-        for message in known:
+        # One bad row or a passing database failure must not sink the batch: retry each
+        # message alone, with handle_message's retries and drop accounting.
+        logger.exception("telemetry batch of %d failed; retrying one by one", len(telemetry))
+        for message in telemetry:
             outcomes[handle_message(message.topic, json.dumps(message.document).encode())] += 1
+    return outcomes
+
+
+def _store_telemetry(telemetry: list[Inbound]) -> Counter[str]:
+    from diagnostics.services import record_telemetry_batch
+    from vehicles.models import Vehicle
+
+    outcomes: Counter[str] = Counter()
+    vehicles = {v.vin: v for v in Vehicle.objects.filter(vin__in={m.vin for m in telemetry})}
+    known = [m for m in telemetry if m.vin in vehicles]
+    record_telemetry_batch(reports=[(vehicles[m.vin], m.document) for m in known])
+    outcomes[ACCEPTED] += len(known)
+    for message in telemetry:
+        if message.vin not in vehicles:
+            outcomes[_drop(message.topic, "unknown_vehicle", message.vin)] += 1
     return outcomes
