@@ -171,6 +171,8 @@ OTA_PUBLIC_BASE_URL = env.str(
     "OTA_PUBLIC_BASE_URL", default=f"https://localhost:{OTA_VEHICLE_PORT}"
 )
 
+# Encrypts the PKI's private keys on disk; read from PKI_KEY_PASSPHRASE_FILE or PKI_KEY_PASSPHRASE.
+PKI_KEY_PASSPHRASE = env_secret("PKI_KEY_PASSPHRASE", default="")
 PQC_DEFAULT_CONFIG = env.int("PQC_DEFAULT_CONFIG", default=1)
 PQC_ALLOW_CLASSICAL = env_bool("PQC_ALLOW_CLASSICAL", default=False)
 PQC_CONFIG_FILE = BASE_DIR / "config" / "pqc_configs.yaml"

@@ -146,7 +146,12 @@ def cert_to_pem(*certs: x509.Certificate) -> bytes:
 
 
 def passphrase_from_env() -> bytes | None:
-    value = os.environ.get(PASSPHRASE_ENV, "")
+    """The key passphrase from settings (PKI_KEY_PASSPHRASE or PKI_KEY_PASSPHRASE_FILE)."""
+    from django.conf import settings
+
+    value = getattr(settings, "PKI_KEY_PASSPHRASE", None) if settings.configured else None
+    if value is None:
+        value = os.environ.get(PASSPHRASE_ENV, "")
     return value.encode() if value else None
 
 
