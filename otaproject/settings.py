@@ -248,7 +248,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # The embedded broker logs every state-machine step at INFO; keep its warnings only.
+        "amqtt": {"level": "WARNING"},
+        "transitions": {"level": "WARNING"},
+    },
 }
 
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=True)
