@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -152,7 +153,13 @@ def measure_bare(port: int, root: str, vins: list[str], count: int, max_seconds:
 
 
 def measure_bridge(
-    port: int, root: str, vins: list[str], count: int, max_seconds: float, batch: int
+    port: int,
+    root: str,
+    vins: list[str],
+    count: int,
+    max_seconds: float,
+    batch: int,
+    threads: int | None,
 ) -> dict:
     from django.conf import settings
     from django.db import connection
@@ -162,7 +169,9 @@ def measure_bridge(
 
     settings.MQTT_URL = f"mqtt://127.0.0.1:{port}"
     settings.MQTT_TOPIC_ROOT = root
-    options = BridgeOptions(client_id=f"bench-bridge-{root}", batch_size=batch)
+    options = BridgeOptions(
+        client_id=f"bench-bridge-{root}", batch_size=batch, worker_tasks=threads
+    )
 
     def run_bridge(until: threading.Event) -> MqttBridge:
         bridge = MqttBridge(options)
@@ -202,9 +211,7 @@ def measure_bridge(
     }
 
 
-def _write_results(args: argparse.Namespace, bare: dict, bridged: dict, env: dict) -> None:
-    ratio = bridged["rate"] / bare["rate"]
-    lost = args.messages - bridged["distinct"]
+def _write_results(args: argparse.Namespace, rounds: list[tuple[dict, dict]], env: dict) -> None:
     lines = [
         "# MQTT ingest",
         "",
@@ -212,21 +219,32 @@ def _write_results(args: argparse.Namespace, bare: dict, bridged: dict, env: dic
         "",
         f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         f"- Broker: {env['broker']} (private instance, loopback, ephemeral port)",
-        f"- Database: {env['database']}; channel layer: in-memory; bridge batch size {args.batch}",
-        f"- Backlog: {args.messages} QoS 1 telemetry messages from {args.vehicles} vehicles",
+        f"- Database: {env['database']}; channel layer: in-memory; bridge batch size {args.batch}, "
+        f"{env['worker_threads']} worker database thread(s)",
+        f"- Each round: a backlog of {args.messages} QoS 1 telemetry messages from "
+        f"{args.vehicles} vehicles, drained by a bare paho subscriber (receive only), then the "
+        "same backlog drained by the bridge (bridge -> channel -> worker -> database, counted "
+        "when stored)",
         "",
-        "| consumer | handled | seconds | messages/s |",
-        "|---|---:|---:|---:|",
-        f"| bare paho subscriber (receive only) | {bare['received']} | {bare['seconds']:.2f} "
-        f"| {bare['rate']:,.0f} |",
-        f"| bridge -> channel -> worker -> database | {bridged['stored']} | "
-        f"{bridged['seconds']:.2f} | {bridged['rate']:,.0f} |",
+        "| round | bare subscriber msg/s | bridge stored msg/s | ratio | lost at QoS 1 |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    ratios = []
+    for index, (bare, bridged) in enumerate(rounds, start=1):
+        ratio = bridged["rate"] / bare["rate"]
+        ratios.append(ratio)
+        lost = args.messages - bridged["distinct"]
+        lines.append(
+            f"| {index} | {bare['rate']:,.0f} | {bridged['rate']:,.0f} | {ratio:.2f}x | {lost} |"
+        )
+    lines += [
         "",
-        f"Ratio bridge/bare: **{ratio:.2f}x** (target >= 0.5x). "
-        f"Messages lost at QoS 1: **{lost}** (distinct stored {bridged['distinct']} of {args.messages}).",
+        f"Median ratio bridge/bare: **{statistics.median(ratios):.2f}x** (target >= 0.5x). "
+        f"Messages lost at QoS 1 over all rounds: **{sum(args.messages - b['distinct'] for _, b in rounds)}**.",
         "",
-        f"Worker outcomes: `{bridged['outcomes']}`; {bridged['batches']} batches, "
-        f"{bridged['worker_seconds']:.2f} s inside the worker's database thread.",
+        "Worker outcomes of the last round: "
+        f"`{rounds[-1][1]['outcomes']}`; {rounds[-1][1]['batches']} batches, "
+        f"{rounds[-1][1]['worker_seconds']:.2f} s inside the worker's database thread(s).",
         "",
     ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +258,13 @@ def main() -> None:
     parser.add_argument("--vehicles", type=int, default=20)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--worker-threads", type=int, default=None, help="default: 1 on SQLite, 2 on PostgreSQL"
+    )
     args = parser.parse_args()
+    if not 1 <= args.rounds <= 10:
+        parser.error("--rounds must be in 1..10")
     if not 1 <= args.messages <= 100_000:
         parser.error("--messages must be in 1..100000 (the private broker queues at most 100000)")
     with tempfile.TemporaryDirectory(prefix="ota-bench-mqtt-") as tmp:
@@ -252,12 +276,23 @@ def main() -> None:
         vins = _vehicles(args.vehicles)
         broker = PrivateMosquitto()
         broker.start()
+        rounds = []
         try:
-            root = f"bench-{uuid.uuid4().hex[:8]}/vehicle"
-            bare = measure_bare(broker.port, root + "-bare", vins, args.messages, args.max_seconds)
-            bridged = measure_bridge(
-                broker.port, root, vins, args.messages, args.max_seconds, args.batch
-            )
+            for _ in range(args.rounds):
+                root = f"bench-{uuid.uuid4().hex[:8]}/vehicle"
+                bare = measure_bare(
+                    broker.port, root + "-bare", vins, args.messages, args.max_seconds
+                )
+                bridged = measure_bridge(
+                    broker.port,
+                    root,
+                    vins,
+                    args.messages,
+                    args.max_seconds,
+                    args.batch,
+                    args.worker_threads,
+                )
+                rounds.append((bare, bridged))
         finally:
             broker.cleanup()
         version = subprocess.run(
@@ -270,12 +305,12 @@ def main() -> None:
                 else []
             )
             + (" " if "postgres" in os.environ["DATABASE_URL"] else "")
-            + ".venv/bin/python bench/mqtt_ingest.py "
-            + shlex.join(sys.argv[1:]),
+            + (".venv/bin/python bench/mqtt_ingest.py " + shlex.join(sys.argv[1:])).strip(),
             "broker": version,
             "database": connection.vendor,
+            "worker_threads": args.worker_threads or (1 if connection.vendor == "sqlite" else 2),
         }
-        _write_results(args, bare, bridged, env)
+        _write_results(args, rounds, env)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from core.events import FLEET_GROUP, campaign_group, diagnostics_group, vehicle_group
+from core.events import (
+    FLEET_GROUP,
+    bind_event_loop,
+    campaign_group,
+    diagnostics_group,
+    vehicle_group,
+)
 from core.roles import Role, has_role
 
 # Close codes in the application range (4000-4999) so the page script can tell them apart.
@@ -35,6 +42,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         raise NotImplementedError
 
     async def connect(self) -> None:
+        bind_event_loop(asyncio.get_running_loop())
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -12,6 +14,18 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 FLEET_GROUP = "fleet"
+
+# The loop the ASGI server runs consumers on. Workers publish from their own threads; the
+# in-process channel layer's queues belong to this loop, so sends are handed to it.
+_server_loop: asyncio.AbstractEventLoop | None = None
+_server_loop_lock = threading.Lock()
+
+
+def bind_event_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Remember the server's event loop (consumers call this when they connect)."""
+    global _server_loop
+    with _server_loop_lock:
+        _server_loop = loop
 
 
 def campaign_group(campaign_id: Any) -> str:
@@ -30,11 +44,24 @@ def _send(group: str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    message = {"type": "ota.event", "event": event}
     try:
-        async_to_sync(layer.group_send)(group, {"type": "ota.event", "event": event})
+        loop = _server_loop
+        if loop is not None and loop.is_running() and not _runs_on(loop):
+            future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+            future.result(timeout=5)
+        else:
+            async_to_sync(layer.group_send)(group, message)
     except Exception:
         # A dashboard that misses one event catches up on its next load; the workflow must not fail.
         logger.exception("live event to %s not delivered", group)
+
+
+def _runs_on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def publish_event(group: str, event: dict[str, Any]) -> None:

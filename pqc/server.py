@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,10 +14,11 @@ import daphne.server
 from daphne.http_protocol import HTTPFactory
 from daphne.ws_protocol import WebSocketFactory
 from OpenSSL import SSL
-from OpenSSL._util import ffi, lib
 from twisted.internet import reactor as _reactor
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IReactorTCP
+from twisted.internet import tcp
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.threads import blockingCallFromThread
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import (
     BufferingTLSTransport,
     TLSMemoryBIOFactory,
@@ -52,76 +52,112 @@ class _ConnectionCreator:
         return SSL.Connection(self.ctx, None)
 
 
-class _NoDelayTLSProtocol(BufferingTLSTransport):
+class _EagerWriteServer(tcp.Server):
+    """A TCP connection that tries the socket before queueing a write.
+
+    Twisted queues every write for the next reactor pass, which costs a loop iteration and
+    two epoll_ctl calls per TLS flight (three flights per connection). Like asyncio's own
+    transports, this sends at once when nothing is queued; whatever the socket does not
+    take is queued as before, so ordering and flow control are unchanged.
+    """
+
+    def write(self, data: bytes) -> None:
+        if (
+            data
+            and type(data) is bytes
+            and self.connected
+            and not self._writeDisconnected
+            and not self.TLS
+            and not self._tempDataBuffer
+            and self.offset == len(self.dataBuffer)
+        ):
+            try:
+                sent = self.socket.send(data)
+            except OSError:
+                # Would block, or the connection is gone: the queued write path reports
+                # a lost connection the usual way.
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        super().write(data)
+
+
+class _ListeningPort(tcp.Port):
+    transport = _EagerWriteServer
+
+
+class _ListenerTLSProtocol(BufferingTLSTransport):
+    """Twisted's TLS protocol with the per-connection work trimmed for short connections."""
+
+    factory: ListenerFactory
+    # What the client certificate says, captured when the handshake finishes (mutual-TLS
+    # listeners only); read by the ASGI layer and handed to the handshake hook.
+    ota_record: HandshakeRecord | None = None
+
     def makeConnection(self, transport: Any) -> None:  # noqa: N802
         # A TLS flight is written in several small records; Nagle would hold the later ones
         # back until the client acknowledges the first.
         with contextlib.suppress(AttributeError, OSError):
             transport.setTcpNoDelay(True)
-        super().makeConnection(transport)
+        if not self._connectWrapped:
+            super().makeConnection(transport)
+            return
+        # TLSMemoryBIOProtocol.makeConnection copies the transport's interfaces onto this
+        # protocol with one directlyProvides() call per interface (nine for TCP), then
+        # ProtocolWrapper.makeConnection copies them all again in a single call; the single
+        # call alone leaves the protocol in the same state.
+        self._tlsConnection = self.factory._creatorCallable(self)
+        self._appSendBuffer = []
+        ProtocolWrapper.makeConnection(self, transport)
+        self._checkHandshakeStatus()
+
+    def _checkHandshakeStatus(self) -> None:  # noqa: N802
+        super()._checkHandshakeStatus()
+        # Runs before any application bytes of the same read reach the wrapped protocol, so
+        # the first HTTP request already sees the identity. Twisted stops calling this once
+        # the handshake is done, so each connection is captured once.
+        if self._handshakeDone and self.factory.mutual_tls:
+            self.factory.handshake_finished(self)
 
 
 class ListenerFactory(TLSMemoryBIOFactory):
-    """TLS wrapper that remembers which listener a connection came in on."""
+    """TLS wrapper that remembers which listener a connection came in on.
 
-    protocol = _NoDelayTLSProtocol
-
-    def __init__(self, ctx: SSL.Context, wrapped: Any, *, name: str) -> None:
-        super().__init__(_ConnectionCreator(ctx), False, wrapped)
-        self.listener_name = name
-
-
-class HandshakeRegistry:
-    """Vehicle identities of finished handshakes, keyed weakly by OpenSSL connection.
-
-    OpenSSL reports handshake completion through the info callback; TLS 1.3 servers can
-    report it again after sending session tickets, so each connection is handled once.
+    With `mutual_tls`, every finished handshake is captured as a `HandshakeRecord` on the
+    protocol and passed to `on_handshake`. This replaces an OpenSSL info callback, which
+    OpenSSL calls at every handshake state (about 24 times per connection).
     """
 
-    def __init__(self, on_vehicle_handshake: VehicleHandshakeHook | None) -> None:
-        self._records: weakref.WeakKeyDictionary[SSL.Connection, HandshakeRecord] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._hook = on_vehicle_handshake
+    protocol = _ListenerTLSProtocol
 
-    def info_callback(self, conn: SSL.Connection, where: int, ret: int) -> None:
-        if not where & SSL.SSL_CB_HANDSHAKE_DONE or conn in self._records:
+    def __init__(
+        self,
+        ctx: SSL.Context,
+        wrapped: Any,
+        *,
+        name: str,
+        mutual_tls: bool = False,
+        on_handshake: VehicleHandshakeHook | None = None,
+    ) -> None:
+        super().__init__(_ConnectionCreator(ctx), False, wrapped)
+        self.listener_name = name
+        self.mutual_tls = mutual_tls
+        self._hook = on_handshake
+
+    def handshake_finished(self, protocol: _ListenerTLSProtocol) -> None:
+        try:
+            record = capture_handshake(protocol._tlsConnection)
+        except Exception:  # a bookkeeping failure must not take the reactor down
+            logger.exception("TLS handshake bookkeeping failed")
             return
-        record = capture_handshake(conn)
-        if record is None:
+        protocol.ota_record = record
+        if record is None or self._hook is None:
             return
-        self._records[conn] = record
-        if self._hook is not None:
-            try:
-                self._hook(record)
-            except Exception:
-                logger.exception("vehicle handshake hook failed")
-
-    def identity(self, conn: SSL.Connection) -> dict[str, Any] | None:
-        record = self._records.get(conn)
-        return record.identity() if record is not None else None
-
-    def install(self, ctx: SSL.Context) -> None:
-        """Register on `ctx` through cffi directly.
-
-        OpenSSL calls the info callback at every handshake state (about 24 times per
-        handshake); pyOpenSSL's wrapper costs about 20 us per call, so this thinner one
-        filters for HANDSHAKE_DONE before touching any Python object.
-        """
-        done = SSL.SSL_CB_HANDSHAKE_DONE
-
-        def callback(ssl: Any, where: int, ret: int) -> None:
-            if not where & done:
-                return
-            try:
-                conn = SSL.Connection._reverse_mapping[ssl]
-                self.info_callback(conn, where, ret)
-            except Exception:  # an exception must never cross into OpenSSL
-                logger.exception("TLS handshake bookkeeping failed")
-
-        handle = ffi.callback("void (*)(SSL *, int, int)", callback)
-        ctx._ota_info_callback = handle  # type: ignore[attr-defined]  # keep it alive
-        lib.SSL_CTX_set_info_callback(ctx._context, handle)
+        try:
+            self._hook(record)
+        except Exception:
+            logger.exception("vehicle handshake hook failed")
 
 
 def _tls_transport(protocol: Any) -> TLSMemoryBIOProtocol | None:
@@ -138,13 +174,10 @@ class OtaAsgiServer(daphne.server.Server):
     `scope["ota_listener"]`; nothing a client sends can reach those keys.
     """
 
-    def __init__(
-        self, application: Any, *, registry: HandshakeRegistry, action_logger: Any = None
-    ) -> None:
+    def __init__(self, application: Any, *, action_logger: Any = None) -> None:
         super().__init__(
             application, endpoints=["pqc-tls"], signal_handlers=False, action_logger=action_logger
         )
-        self.registry = registry
 
     def prepare(self) -> None:
         """What daphne's run() does before reactor.run(), minus its endpoint parsing."""
@@ -168,10 +201,9 @@ class OtaAsgiServer(daphne.server.Server):
         if transport is not None:
             listener = getattr(transport.factory, "listener_name", None)
             scope["ota_listener"] = listener
-            if listener == VEHICLE:
-                identity = self.registry.identity(transport.getHandle())
-                if identity is not None:
-                    scope["ota_tls"] = dict(identity)
+            record = getattr(transport, "ota_record", None)
+            if listener == VEHICLE and record is not None:
+                scope["ota_tls"] = dict(record.identity())
         return super().create_application(protocol, scope)
 
 
@@ -202,11 +234,8 @@ class OtaListeners:
 
     def listen(self) -> dict[str, int]:
         """Bind every listener; call on the reactor thread. Returns the bound ports."""
-        registry = HandshakeRegistry(self.on_vehicle_handshake)
         revocation = RevocationList(self.pki)
-        self.asgi = OtaAsgiServer(
-            self.application, registry=registry, action_logger=self.action_logger
-        )
+        self.asgi = OtaAsgiServer(self.application, action_logger=self.action_logger)
         self.asgi.prepare()
         vehicle_ctx = build_server_context(
             pki=self.pki,
@@ -215,16 +244,14 @@ class OtaListeners:
             revocation=revocation,
             families=self.vehicle.families,
         )
-        registry.install(vehicle_ctx)
         console_ctx = build_server_context(
             pki=self.pki,
             policy=self.console.policy,
             require_client_cert=False,
             families=self.console.families,
         )
-        tcp: IReactorTCP = reactor
-        self._bind(tcp, VEHICLE, self.vehicle.port, vehicle_ctx, self.asgi.http_factory)
-        self._bind(tcp, CONSOLE, self.console.port, console_ctx, self.asgi.http_factory)
+        self._bind(VEHICLE, self.vehicle.port, vehicle_ctx, self.asgi.http_factory, mutual=True)
+        self._bind(CONSOLE, self.console.port, console_ctx, self.asgi.http_factory, mutual=False)
         if self.mqtt is not None and self.mqtt_upstream is not None:
             mqtt_ctx = build_server_context(
                 pki=self.pki,
@@ -233,15 +260,21 @@ class OtaListeners:
                 revocation=revocation,
                 families=self.mqtt.families,
             )
-            registry.install(mqtt_ctx)
             front = MqttFrontFactory(*self.mqtt_upstream)
-            self._bind(tcp, MQTT, self.mqtt.port, mqtt_ctx, front)
+            self._bind(MQTT, self.mqtt.port, mqtt_ctx, front, mutual=True)
         return dict(self.ports)
 
-    def _bind(self, tcp: IReactorTCP, name: str, port: int, ctx: SSL.Context, wrapped: Any) -> None:
-        listening = tcp.listenTCP(
-            port, ListenerFactory(ctx, wrapped, name=name), interface=self.host
+    def _bind(self, name: str, port: int, ctx: SSL.Context, wrapped: Any, *, mutual: bool) -> None:
+        factory = ListenerFactory(
+            ctx,
+            wrapped,
+            name=name,
+            mutual_tls=mutual,
+            on_handshake=self.on_vehicle_handshake if mutual else None,
         )
+        # reactor.listenTCP() with our TCP connection class (see _EagerWriteServer).
+        listening = _ListeningPort(port, factory, interface=self.host, reactor=reactor)
+        listening.startListening()
         self._ports.append(listening)
         self.ports[name] = listening.getHost().port
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -88,12 +89,14 @@ class SimulatedVehicle:
 
     def stop(self, *, graceful: bool = True) -> None:
         self._stop.set()
-        if graceful:
-            self.publish(
+        if graceful and self.client.is_connected():
+            info = self.publish(
                 "status",
                 {"vin": self.config.vin, "state": "offline", "reason": "shutdown"},
                 retain=True,
-            ).wait_for_publish(5)
+            )
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(5)
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -42,9 +42,10 @@ class BridgeOptions:
     # Longest a message waits in the bridge for its batch to fill up.
     flush_interval: float = 0.05
     run_worker: bool = True
-    # Threads that touch the database (ingest and timeout sweep). SQLite serialises writers
-    # anyway, so one is the default; PostgreSQL deployments may raise it.
-    worker_tasks: int = 1
+    # Threads that touch the database (ingest and timeout sweep); None: one on SQLite, which
+    # serialises writers anyway, two on PostgreSQL, where one batch's Python work overlaps
+    # the other's database round trips.
+    worker_tasks: int | None = None
     sweep_interval: float = 1.0
     session_expiry: int = 3600
     # MQTT 5 receive maximum: how many unacknowledged QoS 1 messages the broker may send us.
@@ -94,6 +95,11 @@ class MqttBridge:
         if self.shared and self.address.protocol != mqtt.MQTTv5:
             logger.warning("shared subscriptions need MQTT 5; this broker gets plain ones")
             self.shared = False
+        self.worker_tasks = self.options.worker_tasks
+        if self.worker_tasks is None:
+            from django.db import connection
+
+            self.worker_tasks = 1 if connection.vendor == "sqlite" else 2
         self.client = new_client(
             self.address,
             client_id=self.options.client_id or default_client_id(),
@@ -194,7 +200,7 @@ class MqttBridge:
     async def _main(self, stop: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._db_threads = ThreadPoolExecutor(
-            max_workers=self.options.worker_tasks, thread_name_prefix="mqtt-worker"
+            max_workers=self.worker_tasks, thread_name_prefix="mqtt-worker"
         )
         self._wake = asyncio.Event()
         layer = self._layer or get_channel_layer()
@@ -202,9 +208,7 @@ class MqttBridge:
             raise RuntimeError("the MQTT bridge needs a Channels layer (CHANNEL_LAYERS)")
         tasks = [asyncio.create_task(self._forward(layer)), asyncio.create_task(self._sweep())]
         if self.options.run_worker:
-            tasks += [
-                asyncio.create_task(self._work(layer)) for _ in range(self.options.worker_tasks)
-            ]
+            tasks += [asyncio.create_task(self._work(layer)) for _ in range(self.worker_tasks)]
         try:
             while not stop.is_set():
                 await asyncio.sleep(0.1)
@@ -216,7 +220,7 @@ class MqttBridge:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             # Each database thread closes its own connection before it ends.
-            for _ in range(self.options.worker_tasks):
+            for _ in range(self.worker_tasks):
                 self._db_threads.submit(_close_connections)
             self._db_threads.shutdown(wait=True)
 

@@ -16,5 +16,5 @@ class MqttInboundConsumer(SyncConsumer):
         handle_batch([(topic, bytes(payload)) for topic, payload in message["messages"]])
 
 
-# For otaproject/asgi.py: "channel": ChannelNameRouter(CHANNEL_ROUTES)
+# Mounted in otaproject/asgi.py as the "channel" protocol, for `manage.py runworker mqtt-inbound`.
 CHANNEL_ROUTES = {"mqtt-inbound": MqttInboundConsumer.as_asgi()}

@@ -205,7 +205,7 @@ def handle_batch(messages: Iterable[tuple[str, bytes]]) -> Counter[str]:
     outcomes: Counter[str] = Counter()
     telemetry: list[Inbound] = []
     for topic, payload in messages:
-        if topics.parse_inbound(topic) is None or not topic.endswith("/" + topics.TELEMETRY):
+        if not topic.endswith("/" + topics.TELEMETRY):
             outcomes[handle_message(topic, payload)] += 1
             continue
         try:

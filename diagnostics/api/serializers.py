@@ -124,3 +124,21 @@ class TelemetryLatestSerializer(serializers.ModelSerializer):
     class Meta:
         model = TelemetryLatest
         fields = ["seq", "reported_at", "received_at", "values"]
+
+
+class ControlBatchSerializer(serializers.Serializer):
+    batch_id = serializers.UUIDField()
+    counts = serializers.DictField(child=serializers.IntegerField(), required=False)
+    commands = ControlCommandSerializer(many=True)
+
+
+class TelemetryViewSerializer(serializers.Serializer):
+    vin = serializers.CharField()
+    is_online = serializers.BooleanField()
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+    latest = TelemetryLatestSerializer(allow_null=True)
+    history = TelemetrySampleSerializer(many=True)
+
+
+class InboundDropSerializer(serializers.Serializer):
+    dropped = serializers.DictField(child=serializers.IntegerField())

@@ -11,12 +11,15 @@ from rest_framework.views import APIView
 from core.api import DomainError, NotFoundError
 from core.permissions import IsFleetEngineer, IsOperator, IsViewer
 from diagnostics.api.serializers import (
+    ControlBatchSerializer,
     ControlCommandSerializer,
     ControlSendSerializer,
     DiagnosticRequestSerializer,
     DiagnosticSendSerializer,
+    InboundDropSerializer,
     TelemetryLatestSerializer,
     TelemetrySampleSerializer,
+    TelemetryViewSerializer,
 )
 from diagnostics.models import ControlCommand, DiagnosticRequest, TelemetryLatest, TelemetrySample
 from diagnostics.services import (
@@ -115,7 +118,7 @@ class ControlBatchView(APIView):
 
     permission_classes = [IsViewer]
 
-    @extend_schema(responses=ControlCommandSerializer(many=True))
+    @extend_schema(responses=ControlBatchSerializer)
     def get(self, request: Request, batch_id: Any) -> Response:
         rows = (
             ControlCommand.objects.for_display().filter(batch_id=batch_id).order_by("vehicle__vin")
@@ -134,7 +137,7 @@ class TelemetryView(APIView):
 
     permission_classes = [IsViewer]
 
-    @extend_schema(responses=TelemetryLatestSerializer)
+    @extend_schema(responses=TelemetryViewSerializer)
     def get(self, request: Request, vin: str) -> Response:
         vehicle = _vehicle(vin)
         try:
@@ -161,5 +164,6 @@ class InboundDropView(APIView):
 
     permission_classes = [IsViewer]
 
+    @extend_schema(responses=InboundDropSerializer)
     def get(self, request: Request) -> Response:
         return Response({"dropped": drop_counts()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from collections.abc import Iterator
 
@@ -34,6 +35,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 @pytest.fixture(autouse=True)
 def _readers_do_not_lock_writers() -> None:
     sqlite_readers_do_not_lock()
+
+
+@pytest.fixture
+def vehicle(registry):
+    """A vehicle with a VIN of this run alone: the VIN is the MQTT client id on a shared broker,
+    and two runs connecting with one client id would take each other's connection."""
+    from vehicles.services import register_vehicle
+
+    vin = "TEST" + "".join(random.choice("0123456789ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(13))
+    return register_vehicle(vin=vin, model_name="Aurora", model_year=2026)
 
 
 @pytest.fixture

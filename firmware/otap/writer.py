@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
 import zstandard
@@ -44,28 +44,41 @@ from firmware.otap.format import (
 from firmware.otap.reader import parse_package
 
 
-class _BackgroundHasher:
-    """Hashes chunks on a helper thread while the caller compresses the next chunk.
+class _Pipeline:
+    """Runs hashing and writing on a helper thread while the caller compresses the next chunk.
 
-    hashlib and zstd both release the GIL on large buffers, so the two overlap on separate
-    cores; the bounded queue keeps memory at a few chunks however large the image is.
+    hashlib, file writes and zstd all release the GIL on large buffers, so the caller's
+    compression and the helper's hashing and I/O overlap on separate cores, the way the zstd
+    command line keeps its compressor busy. Jobs run in submission order, so every hash sees
+    its bytes in file order; the bounded queue keeps memory at a few chunks however large the
+    image is.
     """
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[hashlib._Hash, bytes] | None] = queue.Queue(maxsize=8)
-        self._thread = threading.Thread(target=self._run, name="otap-hash", daemon=True)
+        self._queue: queue.Queue[tuple[Callable[[bytes], object], bytes] | None] = queue.Queue(
+            maxsize=8
+        )
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="otap-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
-            job[0].update(job[1])
+            if self._error is not None:
+                continue  # keep draining so the producer never blocks on a full queue
+            try:
+                job[0](job[1])
+            except BaseException as exc:  # re-raised in the caller's thread by close()
+                self._error = exc
 
-    def update(self, digest: hashlib._Hash, data: bytes) -> None:
-        self._queue.put((digest, data))
+    def submit(self, fn: Callable[[bytes], object], data: bytes) -> None:
+        self._queue.put((fn, data))
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _stream_full(
@@ -74,24 +87,26 @@ def _stream_full(
     """Copy (cobj None) or compress an image into out; returns image and stored hash/size."""
     image_digest, data_digest = hashlib.sha256(), hashlib.sha256()
     image_size = stored_size = 0
-    hasher = _BackgroundHasher()
+    pipeline = _Pipeline()
+
+    def emit(stored: bytes) -> None:
+        nonlocal stored_size
+        pipeline.submit(data_digest.update, stored)
+        pipeline.submit(out.write, stored)
+        stored_size += len(stored)
+
     try:
         with source.image_path.open("rb") as raw_in:
             while chunk := raw_in.read(CHUNK_SIZE):
                 image_size += len(chunk)
-                hasher.update(image_digest, chunk)
+                pipeline.submit(image_digest.update, chunk)
                 stored = cobj.compress(chunk) if cobj is not None else chunk
                 if stored:
-                    hasher.update(data_digest, stored)
-                    out.write(stored)
-                    stored_size += len(stored)
+                    emit(stored)
         if cobj is not None:
-            tail = cobj.flush()
-            hasher.update(data_digest, tail)
-            out.write(tail)
-            stored_size += len(tail)
+            emit(cobj.flush())
     finally:
-        hasher.close()
+        pipeline.close()
     return image_digest.digest(), image_size, data_digest.digest(), stored_size
 
 

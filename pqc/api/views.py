@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -9,9 +10,12 @@ from rest_framework.views import APIView
 
 from core.api import NotFoundError
 from core.permissions import IsVehicle, vehicle_identity
+from pqc.api.serializers import TlsIdentitySerializer, VehicleTlsSessionSerializer
 
 _TLS_KEYS = ("vin", "group", "signature_algorithm", "version", "cipher", "cert_fingerprint",
              "cert_serial")  # fmt: skip
+
+_NOT_A_VEHICLE = OpenApiResponse(description="no verified vehicle certificate on the connection")
 
 
 class TlsWhoAmIView(APIView):
@@ -19,12 +23,13 @@ class TlsWhoAmIView(APIView):
 
     permission_classes = [IsVehicle]
 
+    @extend_schema(responses={200: TlsIdentitySerializer, 403: _NOT_A_VEHICLE})
     def get(self, request: Request) -> Response:
         identity = vehicle_identity(request)
         assert identity is not None  # IsVehicle guarantees it
         body: dict[str, Any] = {key: identity.tls.get(key) for key in _TLS_KEYS}
         body["registered"] = identity.vehicle is not None
-        return Response(body)
+        return Response(TlsIdentitySerializer(body).data)
 
 
 class VehicleTlsSessionView(APIView):
@@ -32,6 +37,13 @@ class VehicleTlsSessionView(APIView):
 
     permission_classes = [IsVehicle]
 
+    @extend_schema(
+        responses={
+            200: VehicleTlsSessionSerializer,
+            403: OpenApiResponse(description="the certificate belongs to another VIN"),
+            404: OpenApiResponse(description="the VIN is not a registered vehicle"),
+        }
+    )
     def get(self, request: Request, vin: str) -> Response:
         identity = vehicle_identity(request)
         assert identity is not None
@@ -40,12 +52,4 @@ class VehicleTlsSessionView(APIView):
         vehicle = identity.vehicle
         if vehicle is None:
             raise NotFoundError(f"vehicle {vin} is not registered", field="vin")
-        return Response(
-            {
-                "vin": vehicle.vin,
-                "tls_group": vehicle.tls_group,
-                "tls_signature_algorithm": vehicle.tls_signature_algorithm,
-                "tls_version": vehicle.tls_version,
-                "tls_seen_at": vehicle.tls_seen_at,
-            }
-        )
+        return Response(VehicleTlsSessionSerializer(vehicle).data)
