@@ -180,6 +180,18 @@ ECU_REGISTRY_FILE = BASE_DIR / "config" / "ecu_registry.yaml"
 
 FIRMWARE_MAX_UPLOAD_BYTES = env.int("FIRMWARE_MAX_UPLOAD_BYTES", default=4 * 1024**3)
 PACKAGE_ZSTD_LEVEL = env.int("PACKAGE_ZSTD_LEVEL", default=3)
+# 0 = single-threaded compression, which is fastest when hashing shares a small machine.
+PACKAGE_ZSTD_THREADS = env.int("PACKAGE_ZSTD_THREADS", default=0)
+# "zstd-patch-from" (chosen by measurement, see docs/BENCHMARKS.md), "bsdiff4" or "none".
+PACKAGE_DELTA_ALGORITHM = env.str("PACKAGE_DELTA_ALGORITHM", default="zstd-patch-from")
+PACKAGE_DELTA_LEVEL = env.int("PACKAGE_DELTA_LEVEL", default=19)
+PACKAGE_DELTA_MAX_BYTES = env.int("PACKAGE_DELTA_MAX_BYTES", default=256 * 1024**2)
+OTA_PACKAGE_TTL_SECONDS = env.int("OTA_PACKAGE_TTL_SECONDS", default=30 * 86400)
+OTA_PACKAGE_REFRESH_SECONDS = env.int("OTA_PACKAGE_REFRESH_SECONDS", default=86400)
+if PACKAGE_DELTA_ALGORITHM not in {"zstd-patch-from", "bsdiff4", "none"}:
+    raise ImproperlyConfigured(
+        f"PACKAGE_DELTA_ALGORITHM must be zstd-patch-from, bsdiff4 or none, got {PACKAGE_DELTA_ALGORITHM!r}"
+    )
 # Uploads stream to disk past this size instead of being held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2

@@ -83,7 +83,8 @@ def _close_server_connections() -> None:
 
     ours = {id(connections[alias]) for alias in connections}
     for wrapper in gc.get_objects():
-        if isinstance(wrapper, BaseDatabaseWrapper) and id(wrapper) not in ours:
+        # isinstance() would touch dead weak proxies among gc objects; type() does not.
+        if issubclass(type(wrapper), BaseDatabaseWrapper) and id(wrapper) not in ours:
             raw = wrapper.connection
             if raw is not None:
                 with contextlib.suppress(Exception):
