@@ -15,12 +15,13 @@ from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  #
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from core.mqtt.consumers import CHANNEL_ROUTES  # noqa: E402
+from core.request_limits import RequestBodyLimit  # noqa: E402
 from otaproject.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # The console's CSS and JS are served by the same listener: one process, no extra server.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "http": RequestBodyLimit(ASGIStaticFilesHandler(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
