@@ -51,7 +51,6 @@ def test_chunked_body_growing_past_the_limit_reads_as_a_disconnect(settings) -> 
 
     _run(app, _scope(), [chunk, chunk, chunk])
     assert seen == ["http.request", "http.disconnect", "http.disconnect"]
-    assert "http.disconnect" in seen
 
 
 def test_bodies_within_the_limit_pass_untouched(settings) -> None:
