@@ -26,3 +26,7 @@ REST_FRAMEWORK = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A pool per test process is wasted on short tests and holds connections past teardown.
     DATABASES["default"]["OPTIONS"].pop("pool", None)
+else:
+    # A file, not SQLite's shared-cache memory database: the listeners, bridge and workers that
+    # end-to-end tests run in threads take table locks there ("database table is locked").
+    DATABASES["default"]["TEST"] = {"NAME": str(_TEST_VAR / "test.sqlite3")}
