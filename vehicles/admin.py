@@ -12,8 +12,14 @@ class ZonalGatewayInline(admin.TabularInline):
     fields = ["gateway_id", "zone_number", "name", "doip_address"]
     readonly_fields = fields
 
+    def has_add_permission(self, request, obj=None) -> bool:
+        # Gateways come from the ECU registry at registration, never by hand.
+        return False
+
     @admin.display(description="DoIP address")
     def doip_address(self, obj: ZonalGateway) -> str:
+        if obj.doip_logical_address is None:
+            return ""
         return f"0x{obj.doip_logical_address:04X}"
 
 
