@@ -215,7 +215,11 @@ def build_server_context(
             revocation,
         )
         ctx.set_verify_depth(2)
-    # Mutual TLS sessions carry the vehicle identity; we do not resume them across restarts.
+        # No session resumption with client certificates: a resumed session skips the verify
+        # callback, so a certificate revoked after the first handshake would still get in.
+        # Without the server cache, the (stateful) tickets OpenSSL still sends never resume.
+        ctx.set_options(SSL.OP_NO_TICKET)
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     ctx.set_session_id(b"ota-pqc")
     return ctx
 

@@ -260,3 +260,92 @@ def test_vehicle_handshake_records_the_configuration_on_the_vehicle(fleet: Fleet
         "mldsa87",
         "TLSv1.3",
     )
+
+
+def test_listener_answers_close_notify_and_then_closes_the_connection(
+    running: RunningListeners, fleet: FleetMaterial
+) -> None:
+    from OpenSSL import SSL
+
+    config = next(c for c in CATALOGUE if c.id == 1)
+    conn = open_connection(running.host, running.ports["vehicle"], config=config,
+                           credentials=fleet.credentials[(VIN_A, config.signature)],
+                           server_hostname="localhost")  # fmt: skip
+    try:
+        conn.tls.shutdown()
+        conn._flush()
+        conn.sock.settimeout(5)
+        for _ in range(10):  # session tickets come first, then the close_notify
+            try:
+                conn.tls.recv(1)
+            except SSL.WantReadError:
+                assert conn._fill(), "the server closed without a close_notify"
+            except SSL.ZeroReturnError:
+                break
+        assert conn.tls.get_shutdown() & SSL.RECEIVED_SHUTDOWN
+        assert conn.sock.recv(1) == b""  # and then the TCP connection ends
+    finally:
+        conn.sock.close()
+
+
+def test_one_connection_serves_consecutive_requests_in_order(
+    running: RunningListeners, fleet: FleetMaterial
+) -> None:
+    from pqc.client import _read_response
+
+    config = next(c for c in CATALOGUE if c.id == 4)
+    request = b"GET /api/v1/tls/whoami/ HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    with open_connection(running.host, running.ports["vehicle"], config=config,
+                         credentials=fleet.credentials[(VIN_A, config.signature)],
+                         server_hostname="localhost") as conn:  # fmt: skip
+        bodies = []
+        for _ in range(3):
+            conn.sendall(request)
+            response = _read_response(conn)
+            assert response.status == 200
+            bodies.append(response.json())
+
+    assert [(b["vin"], b["group"]) for b in bodies] == [(VIN_A, "MLKEM768")] * 3
+
+
+@pytest.mark.parametrize("listener", ["vehicle", "mqtt"])
+def test_revoked_certificate_cannot_resume_an_earlier_session(
+    running: RunningListeners, fleet: FleetMaterial, listener: str
+) -> None:
+    import socket
+
+    from OpenSSL import SSL
+
+    from pqc.client import PqcTlsConnection
+    from pqc.tls import build_client_context
+
+    credentials = fleet.issue(VIN_A, name=f"resume-{listener}")
+    ctx = build_client_context(config=CATALOGUE[1], cert_path=credentials.cert,
+                               key_path=credentials.key, ca_path=credentials.ca)  # fmt: skip
+
+    def connect(session: SSL.Session | None = None) -> PqcTlsConnection:
+        sock = socket.create_connection((running.host, running.ports[listener]), timeout=10)
+        conn = PqcTlsConnection(sock, ctx, "localhost")
+        if session is not None:
+            conn.tls.set_session(session)
+        conn.handshake()
+        return conn
+
+    first = connect()
+    received = first.bytes_received
+    while first.bytes_received == received:  # the session tickets follow the handshake
+        assert first._fill()
+        with pytest.raises(SSL.WantReadError):
+            first.tls.recv(1)
+    session = first.tls.get_session()
+    first.close()
+    fleet.pki.revoke(fleet.serial_of(credentials))
+
+    with pytest.raises(TlsRefused, match="certificate revoked"):
+        conn = connect(session)
+        try:
+            # TLS 1.3 clients learn of the refusal on their first read.
+            conn.sendall(b"GET /api/v1/tls/whoami/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            conn.recv()
+        finally:
+            conn.sock.close()

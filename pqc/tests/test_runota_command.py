@@ -40,9 +40,11 @@ def _read_until(proc: subprocess.Popen, marker: str, deadline: float) -> str:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or proc.poll() is not None:
             raise AssertionError(f"runota did not print {marker!r}; got:\n{seen}")
+        # Raw reads: a buffered readline() could swallow the marker into Python's buffer and
+        # leave select() waiting for bytes that never come.
         ready, _, _ = select.select([proc.stdout], [], [], remaining)
         if ready:
-            seen += proc.stdout.readline()
+            seen += os.read(proc.stdout.fileno(), 65536).decode(errors="replace")
     return seen
 
 
