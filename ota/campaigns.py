@@ -21,6 +21,7 @@ from firmware.choices import FirmwareStatus
 from firmware.models import Firmware
 from ota.choices import CampaignStatus, UpdateState, WaveStatus
 from ota.models import Campaign, CampaignFirmware, CampaignWave, OtaUpdate
+from ota.services import settle_vehicles
 from vehicles.choices import VehicleStatus
 from vehicles.models import Vehicle
 
@@ -350,6 +351,14 @@ def cancel_campaign(campaign: Campaign, *, operator: Any) -> Campaign:
         "cancelled",
     )
     now = timezone.now()
+    # Vehicles that were told of an offer: they hear of the cancellation and stop updating.
+    told = dict(
+        OtaUpdate.objects.filter(
+            campaign=campaign, state__in=CANCELLABLE_UPDATES, offered_at__isnull=False
+        )
+        .exclude(state=UpdateState.QUEUED)
+        .values_list("vehicle_id", "vehicle__vin")
+    )
     cancelled = OtaUpdate.objects.filter(campaign=campaign, state__in=CANCELLABLE_UPDATES).update(
         state=UpdateState.CANCELLED,
         finished_at=now,
@@ -364,6 +373,7 @@ def cancel_campaign(campaign: Campaign, *, operator: Any) -> Campaign:
     campaign.status = CampaignStatus.CANCELLED
     campaign.finished_at = now
     campaign.save(update_fields=["status", "finished_at", "updated_at"])
+    settle_vehicles(told)
     _audit(campaign, "cancelled", operator, updates_cancelled=cancelled)
     publish_campaign_progress(campaign.pk)
     return campaign

@@ -25,7 +25,7 @@ from ota.campaigns import (
 )
 from ota.choices import CampaignStatus, UpdateState, WaveStatus
 from ota.models import ACTIVE_STATES, Campaign, CampaignWave, OtaUpdate
-from ota.services import WORKER_ACTOR, finish_update, publish_update
+from ota.services import WORKER_ACTOR, finish_update, mark_in_flight, publish_update
 
 logger = logging.getLogger(__name__)
 
@@ -214,10 +214,14 @@ def offer_due_updates(campaign: Campaign, *, now: datetime) -> int:
             last_sequence=None,
             updated_at=now,
         )
-    for update in OtaUpdate.objects.filter(
-        pk__in=[row[0] for row in due], state=UpdateState.OFFERED
-    ):
-        publish_update(update, next(row[2] for row in due if row[0] == update.pk))
+    vins = {row[0]: row[2] for row in due}
+    offers = [
+        (update, vins[update.pk])
+        for update in OtaUpdate.objects.filter(pk__in=list(vins), state=UpdateState.OFFERED)
+    ]
+    for update, vin in offers:
+        publish_update(update, vin)
+    mark_in_flight(offers)
     return offered
 
 

@@ -21,6 +21,7 @@ Entry points other components call:
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,11 +35,12 @@ from django.utils import timezone
 from core.api import ConflictError, DomainError, NotFoundError
 from core.audit import record_event
 from core.events import campaign_group, publish_event, vehicle_group
+from core.mqtt.publisher import publish_desired_state
 from ecus.models import Ecu, SoftwareChange
 from ecus.versions import InvalidVersion, SemVer
 from firmware.models import Firmware
 from ota.choices import ReportSource, UpdateState, VmgState
-from ota.models import ACTIVE_STATES, OtaUpdate, UpdateReport
+from ota.models import ACTIVE_STATES, TERMINAL_STATES, OtaUpdate, UpdateReport
 from ota.planning import analyse_vehicle
 from ota.state_machine import (
     InvalidTransition,
@@ -46,12 +48,14 @@ from ota.state_machine import (
     judge_running_versions,
     progress_target,
 )
+from vehicles.choices import VehicleStatus
 from vehicles.models import Vehicle
 
 logger = logging.getLogger(__name__)
 
 WORKER_ACTOR = "system:campaign-worker"
 PACKAGE_PATH = "/api/v1/ota/package/{id}"
+CHECK_PATH = "/api/v1/ota/check"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,6 +82,58 @@ def publish_update(update: OtaUpdate, vin: str) -> None:
     publish_event(vehicle_group(vin), event)
     if update.campaign_id:
         publish_event(campaign_group(update.campaign_id), event)
+
+
+def pending_update_document(update_id: int, campaign_id: int | None) -> dict[str, Any]:
+    """The `pending_update` of a vehicle's retained desired state (docs/PROTOCOL.md)."""
+    return {
+        "update_id": update_id,
+        "campaign_id": campaign_id,
+        "check_url": settings.OTA_PUBLIC_BASE_URL + CHECK_PATH,
+    }
+
+
+def mark_in_flight(offers: list[tuple[OtaUpdate, str]]) -> None:
+    """Updates just offered: their vehicles are `updating` and learn of the offer over MQTT.
+
+    `offers` holds (update, vin) pairs. The retained desired state goes out after commit, so a
+    vehicle never hears of an offer the database does not hold.
+    """
+    if not offers:
+        return
+    Vehicle.objects.filter(pk__in=[update.vehicle_id for update, _ in offers]).exclude(
+        status=VehicleStatus.DECOMMISSIONED
+    ).update(status=VehicleStatus.UPDATING)
+    for update, vin in offers:
+        publish_desired_state(
+            vin=vin, pending_update=pending_update_document(update.pk, update.campaign_id)
+        )
+
+
+def settle_vehicles(vehicles: dict[int, str]) -> None:
+    """Vehicles whose update ended (finished or cancelled): back to `active`, desired state cleared.
+
+    `vehicles` maps vehicle id to VIN. A vehicle that still has an update in flight keeps
+    `updating` and its desired state names that update instead.
+    """
+    if not vehicles:
+        return
+    open_updates: dict[int, tuple[int, int | None]] = {}
+    for vehicle_id, update_id, campaign_id in (
+        OtaUpdate.objects.filter(vehicle_id__in=list(vehicles), state__in=ACTIVE_STATES)
+        .order_by("offered_at", "id")
+        .values_list("vehicle_id", "id", "campaign_id")
+    ):
+        open_updates[vehicle_id] = (update_id, campaign_id)  # the newest one wins
+    idle = [vehicle_id for vehicle_id in vehicles if vehicle_id not in open_updates]
+    Vehicle.objects.filter(pk__in=idle, status=VehicleStatus.UPDATING).update(
+        status=VehicleStatus.ACTIVE
+    )
+    for vehicle_id, vin in vehicles.items():
+        pending = open_updates.get(vehicle_id)
+        publish_desired_state(
+            vin=vin, pending_update=pending_update_document(*pending) if pending else None
+        )
 
 
 def audit_outcome(update: OtaUpdate, vin: str, *, actor: Any, running: dict[str, str]) -> None:
@@ -141,6 +197,7 @@ def finish_update(
         # Whatever the outcome, the registry follows what the vehicle says it runs.
         apply_running_versions(update, running)
     audit_outcome(update, vin, actor=actor, running=running or {})
+    settle_vehicles({update.vehicle_id: vin})
     publish_update(update, vin)
     if update.campaign_id:
         from ota.campaigns import publish_campaign_progress
@@ -195,6 +252,9 @@ class UpdateCheck:
     @property
     def update_available(self) -> bool:
         return bool(self.update is not None and self.update.is_active() and self.items)
+
+
+_package_build_lock = threading.Lock()
 
 
 def zone_package_builder() -> Callable[..., Any]:
@@ -315,7 +375,11 @@ def _attach_packages(update: OtaUpdate, vehicle: Vehicle) -> None:
     build = zone_package_builder()
     packages = []
     for zone_id, zone_items in by_zone.items():
-        package = build(vehicle=vehicle, zonal_gateway_id=zone_id, items=zone_items)
+        # Vehicles with the same zone content share one package. Two checks building it at
+        # once would each store a file under the same id, the later replacing the earlier and
+        # leaving the first vehicle a plan whose hash no longer matches: build one at a time.
+        with _package_build_lock:
+            package = build(vehicle=vehicle, zonal_gateway_id=zone_id, items=zone_items)
         packages.append(
             {
                 "zonal_gateway_id": zone_id,
@@ -339,7 +403,10 @@ def request_packages(
     check = check_for_update(vehicle=vehicle)
     if check.update is None or check.update.pk != update.pk or not check.update.is_active():
         raise ConflictError("the update has no installable plan", field="update_id")
-    packages = check.packages
+    # An explicit request resolves the packages again, so a vehicle whose download no longer
+    # matches its plan (the package was rebuilt) gets the current id, size and hash.
+    _attach_packages(check.update, vehicle)
+    packages = check.update.plan.get("packages", [])
     if zonal_gateway_id:
         packages = [p for p in packages if p["zonal_gateway_id"] == zonal_gateway_id]
         if not packages:
@@ -561,6 +628,19 @@ def _apply_report(
         )
         return update, ""
     target, error = _target_of(update, report)
+    if before in TERMINAL_STATES and target == before:
+        # A second report of the outcome already recorded (say a status after the VCI that
+        # settled it): acknowledged, but the outcome is not written twice.
+        _store_report(
+            update,
+            report,
+            raw,
+            source=source,
+            before=before,
+            outcome="stale",
+            reason=f"the update is already {before}",
+        )
+        return update, ""
     try:
         check_vehicle_move(before, target)
     except InvalidTransition as exc:

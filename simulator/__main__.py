@@ -1,12 +1,34 @@
-"""Run a reference vehicle: `python -m simulator --vin WVWZZZ1JZ3W386752 --mqtt-url mqtt://127.0.0.1:1883`.
+"""The reference vehicle: `python -m simulator`.
 
-Over PQC-TLS (the production path): `python -m simulator --vin ... --pqc-host localhost
---pqc-port 8883 --credentials var/pki/vehicles/<VIN> --config 1`.
+A complete vehicle over PQC-TLS (the production path). It registers with its certificate,
+reports its configuration (VCI), joins MQTT through the TLS front, and carries out every
+update the server offers on its retained desired state (or on a `start_download` command):
+update check, resumable 64 KiB Range downloads of each zone package, verification of both
+signatures, expiry and anti-rollback against the fleet's signing keys, install, reboot, and
+the VCI that proves the new versions run. Package signing keys are trusted from `--trust`
+(default `var/signing/trust.pem`, what the server's `manage.py signing_keys` writes)::
+
+    python manage.py pqc_pki issue-vehicle WVWZZZ1JZ3W386752 --out var/vehicles/WVWZZZ1JZ3W386752 \\
+        --family ml-dsa-65
+    python -m simulator --vin WVWZZZ1JZ3W386752 --credentials var/vehicles/WVWZZZ1JZ3W386752 \\
+        --config 13
+
+Options for demonstrations: `--fail verify|install|boot` (the next `--fail-times` updates
+fail: package refused, flash error, or new software that does not boot so the vehicle rolls
+back), `--activation command` (wait for the `activate` command before rebooting),
+`--status-via mqtt` (OTA status on MQTT instead of HTTPS), `--cut-download-at BYTES` (drop
+the connection once mid-download; the download resumes). `--print-sessions` prints the
+negotiated group and certificate types of every connection at exit.
+
+MQTT only, without updates (plain loopback, for protocol tests)::
+
+    python -m simulator --vin WVWZZZ1JZ3W386752 --mqtt-url mqtt://127.0.0.1:1883
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -16,23 +38,57 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
+from simulator.ota import FAILURE_MODES, AgentOptions
 from simulator.vehicle import SimulatedVehicle, VehicleConfig
 
-CATALOGUE = Path(__file__).resolve().parent.parent / "config" / "pqc_configs.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGUE = ROOT / "config" / "pqc_configs.yaml"
+REGISTRY = ROOT / "config" / "ecu_registry.yaml"
+# Where `manage.py signing_keys` writes the public keys on a development server.
+TRUST = Path("var") / "signing" / "trust.pem"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--vin", required=True)
-    parser.add_argument("--mqtt-url", help="plain MQTT on loopback, e.g. mqtt://127.0.0.1:1883")
-    parser.add_argument("--pqc-host", help="the server's PQC-TLS MQTT front")
-    parser.add_argument("--pqc-port", type=int, default=8883)
-    parser.add_argument(
-        "--credentials", type=Path, help="directory with vehicle.crt/.key, ca-bundle.pem"
+    server = parser.add_argument_group("server (PQC-TLS)")
+    server.add_argument(
+        "--host", "--pqc-host", dest="host", default="127.0.0.1", help="address of the server"
     )
-    parser.add_argument(
-        "--config", type=int, default=1, help="PQC configuration id of the catalogue"
+    server.add_argument("--server-name", default="localhost", help="name on its certificate")
+    server.add_argument("--api-port", type=int, default=8443, help="vehicle API (HTTPS)")
+    server.add_argument(
+        "--mqtt-port", "--pqc-port", dest="mqtt_port", type=int, default=8883, help="MQTT TLS front"
     )
+    server.add_argument(
+        "--credentials", type=Path, help="directory with vehicle.crt, vehicle.key, ca-bundle.pem"
+    )
+    server.add_argument("--config", type=int, default=1, help="PQC configuration id")
+    server.add_argument(
+        "--trust", type=Path, default=TRUST, help="trusted package signing keys (trust.pem)"
+    )
+    vehicle = parser.add_argument_group("vehicle")
+    vehicle.add_argument("--model-name", default="Aurora")
+    vehicle.add_argument("--model-year", type=int, default=2026)
+    vehicle.add_argument("--vmg-id", default="")
+    vehicle.add_argument("--build-sheet", type=Path, default=REGISTRY, help="ECU registry file")
+    vehicle.add_argument(
+        "--state-dir", type=Path, help="running versions and downloads (var/simulator/VIN)"
+    )
+    vehicle.add_argument("--no-register", action="store_true", help="skip registration")
+    updates = parser.add_argument_group("updates")
+    updates.add_argument("--fail", choices=FAILURE_MODES, default="none")
+    updates.add_argument("--fail-times", type=int, default=1)
+    updates.add_argument("--activation", choices=["auto", "command"], default="auto")
+    updates.add_argument("--status-via", choices=["rest", "mqtt"], default="rest")
+    updates.add_argument("--cut-download-at", type=int, default=None)
+    updates.add_argument("--print-sessions", action="store_true")
+    plain = parser.add_argument_group("MQTT only (no updates)")
+    plain.add_argument("--mqtt-url", help="plain MQTT on loopback, e.g. mqtt://127.0.0.1:1883")
     parser.add_argument("--mqtt311", action="store_true", help="MQTT 3.1.1 instead of 5")
     parser.add_argument("--topic-root", default="vehicle")
     parser.add_argument("--telemetry-interval", type=float, default=10.0)
@@ -43,50 +99,75 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pqc_tunnel(args: argparse.Namespace) -> tuple[str, int]:
-    from pqc.catalogue import get_configuration, load_catalogue
-    from pqc.client import ClientCredentials, MqttTlsTunnel
-
-    if not args.credentials:
-        sys.exit("--credentials is required with --pqc-host")
-    config = get_configuration(args.config, load_catalogue(CATALOGUE))
-    tunnel = MqttTlsTunnel(
-        host=args.pqc_host,
-        port_remote=args.pqc_port,
-        connect={"config": config, "credentials": ClientCredentials.from_dir(args.credentials)},
-    ).start()
-    logging.info(
-        "PQC-TLS to %s:%s with configuration %s", args.pqc_host, args.pqc_port, args.config
-    )
-    return "127.0.0.1", tunnel.port
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.pqc_host:
-        host, port = _pqc_tunnel(args)
-    elif args.mqtt_url:
-        parts = urlsplit(args.mqtt_url)
-        host, port = parts.hostname or "127.0.0.1", parts.port or 1883
-    else:
-        sys.exit("give --mqtt-url or --pqc-host")
-    vehicle = SimulatedVehicle(
+def _plain_vehicle(args: argparse.Namespace) -> SimulatedVehicle:
+    parts = urlsplit(args.mqtt_url)
+    return SimulatedVehicle(
         VehicleConfig(
             vin=args.vin,
-            host=host,
-            port=port,
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 1883,
             topic_root=args.topic_root,
             protocol=mqtt.MQTTv311 if args.mqtt311 else mqtt.MQTTv5,
             telemetry_interval=args.telemetry_interval,
             answer_rule=args.answer_ecus,
         )
     ).start()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.mqtt_url:
+        vehicle = _plain_vehicle(args)
+        reference = None
+    else:
+        if not args.credentials:
+            sys.exit("--credentials is required (or --mqtt-url for MQTT only)")
+        if not args.trust.is_file():
+            sys.exit(f"--trust {args.trust}: no such file (the server's signing trust.pem)")
+        from pqc.catalogue import get_configuration, load_catalogue
+        from pqc.client import ClientCredentials
+        from simulator.reference import ReferenceVehicle, ServerAddress
+
+        reference = ReferenceVehicle(
+            vin=args.vin,
+            server=ServerAddress(
+                host=args.host,
+                api_port=args.api_port,
+                mqtt_port=args.mqtt_port,
+                server_name=args.server_name,
+            ),
+            config=get_configuration(args.config, load_catalogue(CATALOGUE)),
+            credentials=ClientCredentials.from_dir(args.credentials),
+            trust_file=args.trust,
+            build_sheet=args.build_sheet,
+            state_dir=args.state_dir or Path("var") / "simulator" / args.vin,
+            options=AgentOptions(
+                fail=args.fail,
+                fail_times=args.fail_times,
+                activation=args.activation,
+                status_via=args.status_via,
+                cut_download_at=args.cut_download_at,
+            ),
+            model_name=args.model_name,
+            model_year=args.model_year,
+            vmg_id=args.vmg_id,
+            mqtt_protocol=mqtt.MQTTv311 if args.mqtt311 else mqtt.MQTTv5,
+            answer_rule=args.answer_ecus,
+            telemetry_interval=args.telemetry_interval,
+        ).start(register=not args.no_register)
+        vehicle = reference.mqtt
+        assert vehicle is not None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: (stop.set(), vehicle._stop.set()))
     vehicle.run_telemetry(count=args.telemetry_count)
-    vehicle.stop()
+    if reference is None:
+        vehicle.stop()
+        return
+    reference.stop()
+    if args.print_sessions:
+        print(json.dumps(reference.describe_sessions(), indent=1))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
-"""Simulated ECUs behind zonal gateways: enough UDS (ISO 14229) to exercise the remote console."""
+"""Simulated ECUs behind zonal gateways: identity, running software and enough UDS (ISO 14229)
+to exercise the remote console."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
 
 # Negative response codes used below (ISO 14229-1 annex A).
 SERVICE_NOT_SUPPORTED = 0x11
@@ -29,6 +33,12 @@ class SimulatedEcu:
     ecu_id: str
     vin: str
     sw_version: str = "1.0.0"
+    hw_version: str = "1.0"
+    ecu_type: str = ""
+    zone: str = ""
+    supplier: str = ""
+    # SHA-256 of the image the ECU runs ("" until an update installed one).
+    image_sha256: str = ""
     session: int = 1
     unlocked: bool = False
     dtcs: list[tuple[int, int]] = field(default_factory=lambda: [(0x012345, 0x09)])
@@ -37,6 +47,31 @@ class SimulatedEcu:
     def __post_init__(self) -> None:
         self.data.setdefault(0xF190, self.vin.encode())
         self.data.setdefault(0xF194, self.sw_version.encode())
+
+    @property
+    def part_number(self) -> str:
+        return f"PN-{self.ecu_type or 'ECU'}-{self.hw_version}"
+
+    @property
+    def serial_number(self) -> str:
+        return f"SN-{self.vin[-6:]}-{self.ecu_id}"
+
+    def run_version(self, version: str, image_sha256: str = "") -> None:
+        """Boot into `version` (what an update or a fallback leaves running)."""
+        self.sw_version = version
+        self.image_sha256 = image_sha256
+        self.data[0xF194] = version.encode()
+
+    def vci_entry(self) -> dict[str, str]:
+        """This ECU in a configuration report (VCI)."""
+        return {
+            "ecu_id": self.ecu_id,
+            "sw_version": self.sw_version,
+            "hw_version": self.hw_version,
+            "part_number": self.part_number,
+            "supplier": self.supplier,
+            "serial_number": self.serial_number,
+        }
 
     def handle(self, request: bytes) -> bytes | None:
         """The ECU's response bytes, or None when it suppresses the positive response."""
@@ -155,3 +190,27 @@ def answers(ecu_id: str, rule: str) -> bool:
     if rule == "even":
         return number % 2 == 0
     return ecu_id in {item.strip() for item in rule.split(",")}
+
+
+SUPPLIERS = ("Bosch", "Continental", "Denso", "Aptiv", "ZF", "Valeo")
+
+
+def load_build_sheet(path: Path, vin: str) -> dict[str, SimulatedEcu]:
+    """The vehicle's ECUs as built: the fleet ECU registry file, read without Django.
+
+    Each ECU starts on the registry's default software version, which is also what the server
+    assumes for a newly registered vehicle.
+    """
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    ecus = {}
+    for index, entry in enumerate(document["ecus"]):
+        ecus[entry["ecu_id"]] = SimulatedEcu(
+            ecu_id=entry["ecu_id"],
+            vin=vin,
+            sw_version=str(entry["default_sw_version"]),
+            hw_version=str(entry["hardware_version"]),
+            ecu_type=entry["type"],
+            zone=entry["zone"],
+            supplier=SUPPLIERS[index % len(SUPPLIERS)],
+        )
+    return ecus

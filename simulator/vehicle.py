@@ -1,4 +1,5 @@
-"""The simulated vehicle's MQTT side: presence, telemetry, control, OTA status and UDS relay."""
+"""The simulated vehicle's MQTT side: presence, telemetry, control, OTA status, desired state
+and UDS relay. With an update agent (`simulator.ota.OtaAgent`) it also carries out updates."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 
 from simulator.ecus import SimulatedEcu, answers
+from simulator.ota import OtaAgent
 
 logger = logging.getLogger("simulator")
 
@@ -40,6 +42,8 @@ class SimulatedVehicle:
     seq: int = 0
     ota_sequence: int = 0
     handled: list[str] = field(default_factory=list)
+    # The update agent (HTTPS); without one the vehicle cannot download and refuses to.
+    ota: OtaAgent | None = None
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -177,7 +181,15 @@ class SimulatedVehicle:
             self._diagnostics(document)
         elif kind == "desired-state":
             self.desired_state = document
-            logger.info("desired state: %s", document.get("pending_update"))
+            pending = document.get("pending_update")
+            logger.info("%s desired state: %s", self.config.vin, pending)
+            if self.ota is not None:
+                if pending:
+                    # A retained offer arrives at every (re)connect: the update check tells
+                    # whether there is still work to do.
+                    self.ota.start_in_background("desired state")
+                else:
+                    self.ota.stop()
 
     def _respond(self, command: dict[str, Any], status: str, **extra: Any) -> None:
         self.publish(
@@ -207,23 +219,42 @@ class SimulatedVehicle:
             self._respond(command, "completed", result=readiness)
         elif name == "collect_vci":
             ecus = [{"ecu_id": e.ecu_id, "sw_version": e.sw_version} for e in self.ecus.values()]
-            self._respond(command, "completed", result={"ecus": ecus})
-        elif name == "start_download" and params.get("update_id"):
-            for state, percent in ((1, 50), (1, 100), (2, 100), (3, 100), (4, 100)):
-                self.send_ota_status(
-                    update_id=params["update_id"], vmg_state=state, percentage=percent
-                )
-            self._respond(command, "completed")
-        elif name == "activate" and params.get("update_id"):
-            self.send_ota_status(
-                update_id=params["update_id"],
-                vmg_state=6,
-                percentage=100,
-                running_versions=params.get("versions", {}),
+            result: dict[str, Any] = {"ecus": ecus}
+            if self.ota is not None:
+                # The full report goes over HTTPS, where the server records it.
+                answer = self.ota.send_vci("remote_request")
+                result = {"snapshot_id": answer["snapshot_id"], "ecu_count": len(ecus)}
+            self._respond(command, "completed", result=result)
+        elif name in ("start_download", "activate", "cancel") and self.ota is None:
+            self._respond(
+                command, "failed", detail="this vehicle has no HTTPS endpoint for updates"
             )
-            self._respond(command, "completed")
+        elif name == "start_download":
+            outcome = self.ota.run_update(reason="start_download command")  # type: ignore[union-attr]
+            status = "failed" if outcome.result in ("failed", "rolled_back") else "completed"
+            self._respond(
+                command,
+                status,
+                detail=outcome.detail[:500],
+                result={"update_id": outcome.update_id, "outcome": outcome.result},
+            )
+        elif name == "activate":
+            activated = self.ota.activate()  # type: ignore[union-attr]
+            if activated is None:
+                self._respond(command, "failed", detail="no installed update is waiting for reboot")
+            else:
+                status = "completed" if activated.result == "succeeded" else "failed"
+                self._respond(
+                    command,
+                    status,
+                    detail=activated.detail[:500],
+                    result={"update_id": activated.update_id, "outcome": activated.result},
+                )
         elif name == "cancel":
-            self._respond(command, "completed")
+            if self.ota.stop():  # type: ignore[union-attr]
+                self._respond(command, "completed")
+            else:
+                self._respond(command, "failed", detail=f"nothing to cancel ({self.ota.phase})")  # type: ignore[union-attr]
         else:
             self._respond(command, "rejected", detail=f"cannot {name} with params {sorted(params)}")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -11,9 +11,17 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from core.mqtt.testing import RecordingPublisher, recording_publisher
 from ecus.models import EcuType
 from firmware import services as firmware_services
 from firmware.models import Firmware, FirmwareDependency
+
+
+@pytest.fixture(autouse=True)
+def published() -> Iterator[RecordingPublisher]:
+    """What the OTA workflows publish over MQTT (desired states), recorded instead of sent."""
+    with recording_publisher() as recorder:
+        yield recorder
 
 
 def make_release(

@@ -1,0 +1,159 @@
+"""A complete reference vehicle over PQC-TLS: HTTPS to the vehicle API, MQTT through the front.
+
+Both paths use one configuration of the PQC catalogue and the vehicle's certificate. What each
+handshake negotiated is kept (`https.sessions`, `tunnel.sessions`) so it can be shown or
+checked.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from firmware.signing import load_trust_set
+from pqc.catalogue import PqcConfiguration
+from pqc.client import (
+    ClientCredentials,
+    MqttTlsTunnel,
+    TlsRefused,
+    _pump_until_closed,
+    open_connection,
+)
+from pqc.tls import TlsSessionInfo
+from simulator.ecus import load_build_sheet
+from simulator.https import VehicleHttps
+from simulator.ota import AgentOptions, OtaAgent
+from simulator.vehicle import SimulatedVehicle, VehicleConfig
+
+logger = logging.getLogger("simulator")
+
+
+@dataclass
+class RecordingTunnel(MqttTlsTunnel):
+    """The MQTT tunnel of `pqc.client`, remembering what each of its handshakes negotiated."""
+
+    sessions: list[TlsSessionInfo] = field(default_factory=list)
+
+    def _pump(self, plain: socket.socket) -> None:
+        try:
+            tls = open_connection(self.host, self.port_remote, **self.connect)
+        except (TlsRefused, OSError) as exc:
+            self.errors.append(str(exc))
+            plain.close()
+            return
+        assert tls.info is not None
+        self.sessions.append(tls.info)
+        try:
+            _pump_until_closed(plain, tls, self._stop)
+        except (TlsRefused, OSError) as exc:
+            self.errors.append(str(exc))
+        finally:
+            plain.close()
+            tls.close()
+
+
+@dataclass
+class ServerAddress:
+    host: str = "127.0.0.1"
+    api_port: int = 8443
+    mqtt_port: int = 8883
+    # The name the server certificate must carry (and the Host header).
+    server_name: str = "localhost"
+
+
+@dataclass
+class ReferenceVehicle:
+    vin: str
+    server: ServerAddress
+    config: PqcConfiguration
+    credentials: ClientCredentials
+    trust_file: Path
+    build_sheet: Path
+    state_dir: Path
+    options: AgentOptions = field(default_factory=AgentOptions)
+    model_name: str = "Aurora"
+    model_year: int = 2026
+    vmg_id: str = ""
+    mqtt_protocol: int = mqtt.MQTTv5
+    answer_rule: str = "all"
+    telemetry_interval: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.https = VehicleHttps(
+            host=self.server.host,
+            port=self.server.api_port,
+            config=self.config,
+            credentials=self.credentials,
+            server_hostname=self.server.server_name,
+        )
+        self.agent = OtaAgent(
+            vin=self.vin,
+            api=self.https,
+            trust=load_trust_set(self.trust_file),
+            ecus=load_build_sheet(self.build_sheet, self.vin),
+            state_dir=self.state_dir,
+            options=self.options,
+            model_name=self.model_name,
+            model_year=self.model_year,
+            vmg_id=self.vmg_id or f"VMG-{self.vin[-6:]}",
+        )
+        self.tunnel = RecordingTunnel(
+            host=self.server.host,
+            port_remote=self.server.mqtt_port,
+            connect={
+                "config": self.config,
+                "credentials": self.credentials,
+                "server_hostname": self.server.server_name,
+            },
+        )
+        self.mqtt: SimulatedVehicle | None = None
+
+    def start(self, *, register: bool = True, connect_timeout: float = 15.0) -> ReferenceVehicle:
+        """Register and report the VCI over HTTPS, then join MQTT (where offers arrive)."""
+        if register:
+            self.agent.register()
+            self.agent.send_vci("power_on")
+        self.tunnel.start()
+        self.mqtt = SimulatedVehicle(
+            VehicleConfig(
+                vin=self.vin,
+                port=self.tunnel.port,
+                protocol=self.mqtt_protocol,
+                telemetry_interval=self.telemetry_interval,
+                answer_rule=self.answer_rule,
+            ),
+            ecus=self.agent.ecus,
+            ota=self.agent,
+        )
+        self.agent.mqtt_status = self.mqtt.send_ota_status
+        self.mqtt.start()
+        if not self.mqtt.connected.wait(connect_timeout):
+            self.stop()
+            raise ConnectionError(f"no MQTT session through the front: {self.tunnel.errors}")
+        return self
+
+    def stop(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        self.tunnel.stop()
+        self.https.close()
+
+    def sessions(self) -> list[TlsSessionInfo]:
+        """Every PQC-TLS connection this vehicle opened, HTTPS and MQTT."""
+        return [*self.https.sessions, *self.tunnel.sessions]
+
+    def describe_sessions(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "group": s.group,
+                "server_key": s.peer_key_type,
+                "client_key": s.own_key_type,
+                "version": s.version,
+            }
+            for s in self.sessions()
+        ]
