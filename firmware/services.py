@@ -454,20 +454,33 @@ def _store_package(
         transaction.on_commit(lambda: default_storage.delete(stored))
         return current
     old_file = current.file.name if current is not None else None
-    package, _ = ZonePackage.objects.update_or_create(
-        pk=package_id,
-        defaults={
-            "zonal_gateway_id": zonal_gateway_id,
-            "content": content,
-            "file": stored,
-            "sha256": result.sha256,
-            "size": result.size,
-            "package_version": result.package.package_version,
-            "expires_at": result.package.expires_at,
-            "built_at": timezone.now(),
-            "signing_key": key_row,
-        },
-    )
+    fields = {
+        "zonal_gateway_id": zonal_gateway_id,
+        "content": content,
+        "file": stored,
+        "sha256": result.sha256,
+        "size": result.size,
+        "package_version": result.package.package_version,
+        "expires_at": result.package.expires_at,
+        "built_at": timezone.now(),
+        "signing_key": key_row,
+    }
+    if current is None:
+        try:
+            # A savepoint, so a concurrent insert of the same content fails alone, not the outer
+            # transaction; the row lock above cannot cover a row that does not exist yet.
+            with transaction.atomic():
+                package = ZonePackage.objects.create(pk=package_id, **fields)
+        except IntegrityError:
+            # Another process stored this content first; plans already name its hash, so it
+            # wins and ours is dropped instead of overwriting it.
+            transaction.on_commit(lambda: default_storage.delete(stored))
+            return ZonePackage.objects.select_for_update().get(pk=package_id)
+    else:
+        for name, value in fields.items():
+            setattr(current, name, value)
+        current.save(update_fields=list(fields))
+        package = current
     package.firmware.set([item.firmware for item in items])
     record_event(
         action="zone_package.built",
