@@ -287,6 +287,8 @@ class MqttTlsTunnel:
     listen_host: str = "127.0.0.1"
     port: int = 0
     errors: list[str] = field(default_factory=list)
+    # What each of the tunnel's handshakes negotiated, in connection order.
+    sessions: list[TlsSessionInfo] = field(default_factory=list)
     _listener: socket.socket | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -329,6 +331,8 @@ class MqttTlsTunnel:
             self.errors.append(str(exc))
             plain.close()
             return
+        if tls.info is not None:
+            self.sessions.append(tls.info)
         try:
             _pump_until_closed(plain, tls, self._stop)
         except (TlsRefused, OSError) as exc:

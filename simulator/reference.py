@@ -8,7 +8,6 @@ checked.
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,6 @@ from pqc.catalogue import PqcConfiguration
 from pqc.client import (
     ClientCredentials,
     MqttTlsTunnel,
-    TlsRefused,
-    _pump_until_closed,
-    open_connection,
 )
 from pqc.tls import TlsSessionInfo
 from simulator.ecus import load_build_sheet
@@ -34,29 +30,6 @@ logger = logging.getLogger("simulator")
 
 
 @dataclass
-class RecordingTunnel(MqttTlsTunnel):
-    """The MQTT tunnel of `pqc.client`, remembering what each of its handshakes negotiated."""
-
-    sessions: list[TlsSessionInfo] = field(default_factory=list)
-
-    def _pump(self, plain: socket.socket) -> None:
-        try:
-            tls = open_connection(self.host, self.port_remote, **self.connect)
-        except (TlsRefused, OSError) as exc:
-            self.errors.append(str(exc))
-            plain.close()
-            return
-        assert tls.info is not None
-        self.sessions.append(tls.info)
-        try:
-            _pump_until_closed(plain, tls, self._stop)
-        except (TlsRefused, OSError) as exc:
-            self.errors.append(str(exc))
-        finally:
-            plain.close()
-            tls.close()
-
-
 @dataclass
 class ServerAddress:
     host: str = "127.0.0.1"
@@ -102,7 +75,7 @@ class ReferenceVehicle:
             model_year=self.model_year,
             vmg_id=self.vmg_id or f"VMG-{self.vin[-6:]}",
         )
-        self.tunnel = RecordingTunnel(
+        self.tunnel = MqttTlsTunnel(
             host=self.server.host,
             port_remote=self.server.mqtt_port,
             connect={
