@@ -21,7 +21,9 @@ MANAGE = Path(settings.BASE_DIR) / "manage.py"
 
 
 def _env(var_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    # The server process gets its own SQLite file under var_dir: a DATABASE_URL from the test
+    # run names a real database that the test must not migrate or write.
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(
         DJANGO_SETTINGS_MODULE="otaproject.settings",
         OTA_VAR_DIR=str(var_dir),
