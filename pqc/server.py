@@ -11,12 +11,13 @@ from typing import Any
 # daphne.server installs Twisted's asyncio reactor, so it must come before the reactor import
 # below (alphabetical order keeps it there).
 import daphne.server
-from daphne.http_protocol import HTTPFactory
+from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.ws_protocol import WebSocketFactory
 from OpenSSL import SSL
+from OpenSSL._util import lib as _ssl_lib
 from twisted.internet import reactor as _reactor
 from twisted.internet import tcp
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IPushProducer
 from twisted.internet.threads import blockingCallFromThread
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import (
@@ -24,6 +25,7 @@ from twisted.protocols.tls import (
     TLSMemoryBIOFactory,
     TLSMemoryBIOProtocol,
 )
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pqc.catalogue import ServerPolicy
@@ -40,6 +42,17 @@ MQTT = "mqtt"
 
 VehicleHandshakeHook = Callable[[HandshakeRecord], None]
 
+# Plaintext handed to OpenSSL per SSL_write: sixteen full TLS records, encrypted in one call,
+# read out of the memory BIO in one piece and given to the socket in one send().
+TLS_WRITE_BATCH = 256 * 1024
+# Ciphertext of one batch: per record a 5-byte header, the inner content type and a 16-byte tag.
+_TLS_READ_BATCH = TLS_WRITE_BATCH + (TLS_WRITE_BATCH // 16384 + 1) * 64
+# Response body bytes gathered from consecutive ASGI messages into one write.
+RESPONSE_WRITE_BYTES = 1024 * 1024
+# pyOpenSSL turns this mode on for every connection. With a memory BIO (which never blocks)
+# it only makes SSL_write return after each 16 KiB record.
+_SSL_MODE_ENABLE_PARTIAL_WRITE = 0x00000001
+
 
 @implementer(IOpenSSLServerConnectionCreator)
 class _ConnectionCreator:
@@ -49,7 +62,9 @@ class _ConnectionCreator:
         self.ctx = ctx
 
     def serverConnectionForTLS(self, protocol: TLSMemoryBIOProtocol) -> SSL.Connection:  # noqa: N802
-        return SSL.Connection(self.ctx, None)
+        conn = SSL.Connection(self.ctx, None)
+        _ssl_lib.SSL_clear_mode(conn._ssl, _SSL_MODE_ENABLE_PARTIAL_WRITE)
+        return conn
 
 
 class _EagerWriteServer(tcp.Server):
@@ -159,6 +174,46 @@ class _ListenerTLSProtocol(BufferingTLSTransport):
         # Twisted also calls do_handshake() here, which for a server only finds an empty
         # buffer (two WantReadErrors); the first read, with the ClientHello, starts it.
 
+    def _write(self, data: bytes) -> None:
+        """Encrypt application bytes in batches of records instead of one record at a time.
+
+        Twisted's version hands OpenSSL one 16 KiB record per call and moves each record to
+        the socket on its own (a slice copy, an SSL_write, a BIO read and a send() per record).
+        The bytes, their order and the error handling are the same here.
+        """
+        if self._lostTLSConnection:
+            return
+        tls = self._tlsConnection
+        view = memoryview(data)
+        total = len(view)
+        offset = 0
+        while offset < total:
+            try:
+                sent = tls.send(view[offset : offset + TLS_WRITE_BATCH])
+            except SSL.WantReadError:
+                # Not writable yet (handshake in progress): Twisted retries when it can.
+                self._bufferedWrite(bytes(view[offset:]))
+                break
+            except SSL.Error:
+                # As Twisted does: fail the TLS connection, reporting the error to the protocol.
+                self._tlsShutdownFinished(Failure())
+                break
+            offset += sent
+            self._flushSendBIO()
+
+    def _flushSendBIO(self) -> None:  # noqa: N802
+        # Everything OpenSSL has written (Twisted reads at most 32 KiB per call and relies on
+        # one call per record).
+        tls = self._tlsConnection
+        while True:
+            try:
+                out = tls.bio_read(_TLS_READ_BATCH)
+            except SSL.WantReadError:
+                return
+            self.transport.write(out)
+            if len(out) < _TLS_READ_BATCH:
+                return
+
     def _checkHandshakeStatus(self) -> None:  # noqa: N802
         super()._checkHandshakeStatus()
         # Runs before any application bytes of the same read reach the wrapped protocol, so
@@ -210,11 +265,75 @@ class ListenerFactory(TLSMemoryBIOFactory):
             logger.exception("vehicle handshake hook failed")
 
 
+_HTTP_RESPONSE_MESSAGES = frozenset({"http.response.start", "http.response.body"})
+
+
+def _unregister_flow(protocol: WebRequest) -> None:
+    flow = getattr(protocol, "_ota_flow", None)
+    if flow is None:
+        return
+    protocol._ota_flow = None
+    if protocol.producer is flow and protocol.channel is not None:
+        protocol.unregisterProducer()
+    flow.stopProducing()
+
+
 def _tls_transport(protocol: Any) -> TLSMemoryBIOProtocol | None:
     """The TLS layer under a daphne HTTP request or WebSocket protocol."""
     channel = getattr(protocol, "channel", None)
     transport = getattr(channel, "transport", None) or getattr(protocol, "transport", None)
     return transport if isinstance(transport, TLSMemoryBIOProtocol) else None
+
+
+@implementer(IPushProducer)
+class _ResponseFlow:
+    """Holds an ASGI response body back while the connection's send buffer is full.
+
+    Daphne writes every `http.response.body` message to the transport as it arrives, so a
+    client that stops reading lets the application run ahead and the server buffer the rest
+    of the response in memory. Registered as the request's producer, this object hears
+    Twisted's flow control (the TCP send buffer above its high-water mark pauses it, a drained
+    buffer resumes it) and the ASGI `send` awaits `drained()` after each body message.
+    """
+
+    def __init__(self, *, paused: bool) -> None:
+        self.paused = paused
+        self.stopped = False
+        self._waiter: asyncio.Future[None] | None = None
+        # Body bytes gathered for one write (see OtaAsgiServer.handle_reply).
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.write_scheduled = False
+
+    def take_pending(self) -> bytes:
+        data = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
+        self.pending = []
+        self.pending_bytes = 0
+        return data
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.paused = False
+        self._wake()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        # The connection is going away; Daphne drops any further message for it.
+        self.stopped = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def drained(self) -> None:
+        while self.paused and not self.stopped:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
 
 class OtaAsgiServer(daphne.server.Server):
@@ -244,6 +363,67 @@ class OtaAsgiServer(daphne.server.Server):
         reactor.callLater(1, self.application_checker)
         reactor.callLater(2, self.timeout_checker)
         reactor.addSystemEventTrigger("before", "shutdown", self.kill_all_applications)
+
+    async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
+        """Daphne's reply path, plus flow control and coalescing for HTTP response bodies.
+
+        * Flow control (see _ResponseFlow): a body message waits while the connection's send
+          buffer is full, so a client that stops reading stops the application too.
+        * Coalescing: Django sends a streamed body in 64 KiB messages; each would cost a pass
+          through Daphne, Twisted's HTTP layer and TLS. Consecutive messages are gathered up
+          to RESPONSE_WRITE_BYTES and written at once; whatever is gathered is written at the
+          latest on the next event loop pass, so a slow stream is not delayed.
+
+        Runs on the reactor thread, as do Twisted's pause and resume calls.
+        """
+        kind = message.get("type")
+        if not isinstance(protocol, WebRequest) or kind not in _HTTP_RESPONSE_MESSAGES:
+            await super().handle_reply(protocol, message)
+            return
+        flow = getattr(protocol, "_ota_flow", None)
+        if kind == "http.response.start":
+            await super().handle_reply(protocol, message)
+            if (
+                flow is None
+                and not protocol.finished
+                and protocol.channel is not None
+                and protocol.producer is None
+            ):
+                flow = _ResponseFlow(paused=bool(protocol.channel._waitingForTransport))
+                protocol._ota_flow = flow
+                protocol.registerProducer(flow, True)
+            return
+        if flow is None:
+            await super().handle_reply(protocol, message)
+            return
+        body = message.get("body", b"")
+        if message.get("more_body", False):
+            await flow.drained()
+            if body:
+                flow.pending.append(body)
+                flow.pending_bytes += len(body)
+            if flow.pending_bytes >= RESPONSE_WRITE_BYTES:
+                self._write_pending(protocol, flow)
+            elif flow.pending and not flow.write_scheduled:
+                flow.write_scheduled = True
+                asyncio.get_running_loop().call_soon(self._write_pending, protocol, flow)
+            return
+        # The last message: Twisted's Request.finish() expects its producer gone.
+        _unregister_flow(protocol)
+        if flow.pending:
+            flow.pending.append(body)
+            message = {**message, "body": flow.take_pending()}
+        await super().handle_reply(protocol, message)
+
+    def _write_pending(self, protocol: WebRequest, flow: _ResponseFlow) -> None:
+        flow.write_scheduled = False
+        if not flow.pending:
+            return
+        data = flow.take_pending()
+        connection = self.connections.get(protocol)
+        if connection is None or connection.get("disconnected"):
+            return
+        protocol.handle_reply({"type": "http.response.body", "body": data, "more_body": True})
 
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
         scope.pop("ota_tls", None)

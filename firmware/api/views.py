@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator
+from typing import IO, Any
 
 from django.http import HttpResponseBase
 from django.utils.http import http_date
@@ -19,6 +21,60 @@ from firmware.api.serializers import FirmwareUploadSerializer, upload_response
 from firmware.api.uploads import LimitedUploadHandler
 from firmware.models import ZonePackage
 from firmware.ranges import RangeNotSatisfiable, file_response, if_range_allows, parse_range
+
+# Django's ASGI handler sends a streamed body in messages of this size and slices (copies)
+# any larger piece; pieces of exactly this size pass through uncopied.
+_PIECE = 64 * 1024
+# Pieces read per worker-thread hop: one hop per MiB instead of one per piece.
+_PIECES_PER_READ = 16
+
+
+def _read_pieces(fh: IO[bytes], remaining: int) -> list[bytes]:
+    pieces = []
+    for _ in range(_PIECES_PER_READ):
+        if remaining <= 0:
+            break
+        piece = fh.read(min(_PIECE, remaining))
+        if not piece:
+            break
+        remaining -= len(piece)
+        pieces.append(piece)
+    return pieces
+
+
+async def read_ahead(fh: IO[bytes], first: int, length: int) -> AsyncIterator[bytes]:
+    """Stream `length` bytes from `first`, reading the next MiB while this one is sent.
+
+    Reads run in a worker thread so the event loop keeps serving other vehicles; at most two
+    reads (2 MiB) are held per download, and the listener's flow control stops this iterator
+    while the vehicle is not reading.
+    """
+    loop = asyncio.get_running_loop()
+    nxt: asyncio.Future[list[bytes]] | None = None
+    try:
+        await loop.run_in_executor(None, fh.seek, first)
+        remaining = length
+        nxt = loop.run_in_executor(None, _read_pieces, fh, remaining)
+        while True:
+            pieces = await nxt
+            remaining -= sum(len(piece) for piece in pieces)
+            if not pieces:
+                break
+            nxt = loop.run_in_executor(None, _read_pieces, fh, remaining)
+            for piece in pieces:
+                yield piece
+    finally:
+        if nxt is None or nxt.done():
+            fh.close()
+        else:
+            # The client went away while a read runs in its thread: close after it.
+            nxt.add_done_callback(lambda done: _close_after(done, fh))
+
+
+def _close_after(done: asyncio.Future[list[bytes]], fh: IO[bytes]) -> None:
+    if not done.cancelled():
+        done.exception()  # retrieved, so a failed read is not reported as unhandled
+    fh.close()
 
 
 class FirmwareUploadView(APIView):
@@ -99,14 +155,17 @@ class PackageDownloadView(APIView):
             fh = package.file.storage.open(package.file.name, "rb")
         except OSError:
             raise DomainError("package file is missing from storage", code="unavailable") from None
+        asynchronous = hasattr(request._request, "scope")
         response = file_response(
-            fh,
-            size=package.size,
-            byte_range=byte_range,
-            head=head,
-            # Served by the ASGI listener: stream with an async iterator (see ranges.py).
-            asynchronous=hasattr(request._request, "scope"),
+            fh, size=package.size, byte_range=byte_range, head=head, asynchronous=False
         )
+        if asynchronous and not head:
+            # Served by the ASGI listener: an async iterator, or Django would drain the whole
+            # package into memory first.
+            if byte_range is None:
+                response.streaming_content = read_ahead(fh, 0, package.size)
+            else:
+                response.streaming_content = read_ahead(fh, byte_range.first, byte_range.length)
         response["ETag"] = package.etag
         response["Last-Modified"] = last_modified
         response["Content-Disposition"] = f'attachment; filename="{package.pk}.otap"'
