@@ -207,6 +207,8 @@ RUNOTA_BACKGROUND_SERVICES = env.list(
 OTA_CAMPAIGN_TICK_SECONDS = env.int("OTA_CAMPAIGN_TICK_SECONDS", default=5)
 
 OTA_VEHICLE_TIMEOUT_SECONDS = env.int("OTA_VEHICLE_TIMEOUT_SECONDS", default=6 * 3600)
+# A download whose client reads nothing for this long is cut off (the listener's flow control).
+OTA_RESPONSE_STALL_TIMEOUT_SECONDS = env.int("OTA_RESPONSE_STALL_TIMEOUT_SECONDS", default=300)
 
 STORAGES = {
     "default": {

@@ -49,6 +49,9 @@ TLS_WRITE_BATCH = 256 * 1024
 _TLS_READ_BATCH = TLS_WRITE_BATCH + (TLS_WRITE_BATCH // 16384 + 1) * 64
 # Response body bytes gathered from consecutive ASGI messages into one write.
 RESPONSE_WRITE_BYTES = 1024 * 1024
+# A client that reads nothing of a response for this long is cut off, so a vehicle that
+# vanished mid-download does not hold its connection, file handle and buffers for ever.
+RESPONSE_STALL_TIMEOUT_SECONDS = 300.0
 # pyOpenSSL turns this mode on for every connection. With a memory BIO (which never blocks)
 # it only makes SSL_write return after each 16 KiB record.
 _SSL_MODE_ENABLE_PARTIAL_WRITE = 0x00000001
@@ -286,6 +289,22 @@ def _tls_transport(protocol: Any) -> TLSMemoryBIOProtocol | None:
 
 
 @implementer(IPushProducer)
+def _stall_timeout() -> float:
+    from django.conf import settings
+
+    return float(
+        getattr(settings, "OTA_RESPONSE_STALL_TIMEOUT_SECONDS", RESPONSE_STALL_TIMEOUT_SECONDS)
+    )
+
+
+def _abort(protocol: WebRequest) -> None:
+    """Drop a connection at once; Daphne then tells the application the client left."""
+    channel = getattr(protocol, "channel", None)
+    transport = getattr(channel, "transport", None)
+    if transport is not None:
+        transport.abortConnection()
+
+
 class _ResponseFlow:
     """Holds an ASGI response body back while the connection's send buffer is full.
 
@@ -398,7 +417,12 @@ class OtaAsgiServer(daphne.server.Server):
             return
         body = message.get("body", b"")
         if message.get("more_body", False):
-            await flow.drained()
+            try:
+                await asyncio.wait_for(flow.drained(), timeout=_stall_timeout())
+            except TimeoutError:
+                logger.warning("client read nothing for %.0f s; closing", _stall_timeout())
+                _abort(protocol)
+                return
             if body:
                 flow.pending.append(body)
                 flow.pending_bytes += len(body)

@@ -6,6 +6,7 @@ that count well short of the body, and the whole body must still arrive intact a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import socket
@@ -180,3 +181,20 @@ def test_vehicle_that_hangs_up_while_stalled_releases_the_response(
 
     # Daphne drops what the app sends after the hang-up; the app must not wait forever.
     assert app.finished.wait(timeout=30)
+
+
+def test_vehicle_that_stalls_past_the_timeout_is_cut_off(
+    fleet: FleetMaterial, streaming: tuple[CountingStream, int], settings
+) -> None:
+    settings.OTA_RESPONSE_STALL_TIMEOUT_SECONDS = 1.0
+    app, port = streaming
+    with _connect(fleet, port) as conn:
+        # Reading nothing, the client is disconnected and the application released (what it
+        # sends after the cut is dropped, so it then runs to its end at once).
+        assert app.finished.wait(timeout=30)
+        conn.sock.settimeout(30)
+        received = 0
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(MIB):
+                received += len(chunk)
+        assert received < BODY
