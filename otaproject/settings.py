@@ -159,6 +159,11 @@ else:
 # An empty MQTT_URL means: start the embedded broker inside `manage.py runota`.
 MQTT_URL = env.str("MQTT_URL", default="") or None
 MQTT_EMBEDDED_PORT = env.int("MQTT_EMBEDDED_PORT", default=1884)
+# Topics live under "<root>/<VIN>/..."; a separate root lets test runs share one broker.
+MQTT_TOPIC_ROOT = env.str("MQTT_TOPIC_ROOT", default="vehicle")
+MQTT_MAX_PAYLOAD_BYTES = env.int("MQTT_MAX_PAYLOAD_BYTES", default=64 * 1024)
+# Empty: "ota-bridge-<hostname>", so each bridge host keeps its own persistent session.
+MQTT_BRIDGE_CLIENT_ID = env.str("MQTT_BRIDGE_CLIENT_ID", default="")
 if MQTT_URL and not MQTT_URL.startswith(("mqtt://", "tcp://")):
     raise ImproperlyConfigured(f"MQTT_URL must look like mqtt://host:port, got {MQTT_URL!r}")
 
