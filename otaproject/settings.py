@@ -162,6 +162,9 @@ MQTT_EMBEDDED_PORT = env.int("MQTT_EMBEDDED_PORT", default=1884)
 # Topics live under "<root>/<VIN>/..."; a separate root lets test runs share one broker.
 MQTT_TOPIC_ROOT = env.str("MQTT_TOPIC_ROOT", default="vehicle")
 MQTT_MAX_PAYLOAD_BYTES = env.int("MQTT_MAX_PAYLOAD_BYTES", default=64 * 1024)
+# Off: telemetry history commits without waiting for the WAL flush (PostgreSQL only); a server
+# crash may lose the last fraction of a second of telemetry, never OTA or diagnostics data.
+TELEMETRY_SYNCHRONOUS_COMMIT = env_bool("TELEMETRY_SYNCHRONOUS_COMMIT", default=True)
 # Empty: "ota-bridge-<hostname>", so each bridge host keeps its own persistent session.
 MQTT_BRIDGE_CLIENT_ID = env.str("MQTT_BRIDGE_CLIENT_ID", default="")
 if MQTT_URL and not MQTT_URL.startswith(("mqtt://", "tcp://")):

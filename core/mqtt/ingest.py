@@ -50,12 +50,17 @@ def max_payload_bytes() -> int:
     return getattr(settings, "MQTT_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES)
 
 
-def decode(topic: str, payload: bytes) -> Inbound:
-    """Parse and check a message without touching the database; raises Dropped."""
-    parsed = topics.parse_inbound(topic)
+def decode(
+    topic: str, payload: bytes, *, root: str | None = None, limit: int | None = None
+) -> Inbound:
+    """Parse and check a message without touching the database; raises Dropped.
+
+    `root` and `limit` default to the settings; a batch reads them once for all its messages.
+    """
+    parsed = topics.parse_inbound(topic, root=root)
     if parsed is None:
         raise Dropped("bad_topic", topic[:120])
-    if len(payload) > max_payload_bytes():
+    if len(payload) > (max_payload_bytes() if limit is None else limit):
         raise Dropped("oversized", f"{len(payload)} bytes")
     try:
         document = json.loads(payload)
@@ -183,6 +188,15 @@ def handle_message(topic: str, payload: bytes) -> str:
     _refresh_connection()
     try:
         inbound = decode(topic, payload)
+    except Dropped as exc:
+        return _drop(topic, exc.reason, exc.detail)
+    return _dispatch(inbound)
+
+
+def _dispatch(inbound: Inbound) -> str:
+    """Hand one decoded message to its service, with retries and drop accounting."""
+    topic = inbound.topic
+    try:
         _with_retries(lambda: HANDLERS[inbound.kind](_vehicle(inbound.vin), inbound.document))
     except Dropped as exc:
         return _drop(topic, exc.reason, exc.detail)
@@ -204,12 +218,14 @@ def handle_batch(messages: Iterable[tuple[str, bytes]]) -> Counter[str]:
     _refresh_connection()
     outcomes: Counter[str] = Counter()
     telemetry: list[Inbound] = []
+    suffix = "/" + topics.TELEMETRY
+    root, limit = topics.topic_root(), max_payload_bytes()
     for topic, payload in messages:
-        if not topic.endswith("/" + topics.TELEMETRY):
+        if not topic.endswith(suffix):
             outcomes[handle_message(topic, payload)] += 1
             continue
         try:
-            telemetry.append(decode(topic, payload))
+            telemetry.append(decode(topic, payload, root=root, limit=limit))
         except Dropped as exc:
             outcomes[_drop(topic, exc.reason, exc.detail)] += 1
     if not telemetry:
@@ -218,19 +234,27 @@ def handle_batch(messages: Iterable[tuple[str, bytes]]) -> Counter[str]:
         outcomes.update(_store_telemetry(telemetry))
     except Exception:
         # One bad row or a passing database failure must not sink the batch: retry each
-        # message alone, with handle_message's retries and drop accounting.
+        # message alone, with the retries and drop accounting of a single message.
         logger.exception("telemetry batch of %d failed; retrying one by one", len(telemetry))
+        _refresh_connection()
         for message in telemetry:
-            outcomes[handle_message(message.topic, json.dumps(message.document).encode())] += 1
+            outcomes[_dispatch(message)] += 1
     return outcomes
 
 
 def _store_telemetry(telemetry: list[Inbound]) -> Counter[str]:
     from diagnostics.services import record_telemetry_batch
+    from diagnostics.services.telemetry import VehicleKey
     from vehicles.models import Vehicle
 
     outcomes: Counter[str] = Counter()
-    vehicles = {v.vin: v for v in Vehicle.objects.filter(vin__in={m.vin for m in telemetry})}
+    # One query per batch for every VIN in it, and plain (vin, id) pairs, not model rows.
+    vehicles = {
+        vin: VehicleKey(pk, vin)
+        for vin, pk in Vehicle.objects.filter(vin__in={m.vin for m in telemetry}).values_list(
+            "vin", "pk"
+        )
+    }
     known = [m for m in telemetry if m.vin in vehicles]
     record_telemetry_batch(reports=[(vehicles[m.vin], m.document) for m in known])
     outcomes[ACCEPTED] += len(known)

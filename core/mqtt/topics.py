@@ -52,9 +52,9 @@ def _inbound_pattern(root: str) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(root)}/(?P<vin>{_VIN})/(?P<kind>{kinds})$")
 
 
-def parse_inbound(topic: str) -> InboundTopic | None:
+def parse_inbound(topic: str, *, root: str | None = None) -> InboundTopic | None:
     """The VIN and message kind of a vehicle->server topic, or None for anything else."""
-    match = _inbound_pattern(topic_root()).match(topic)
+    match = _inbound_pattern(root or topic_root()).match(topic)
     if match is None:
         return None
     return InboundTopic(vin=match["vin"], kind=match["kind"])

@@ -144,3 +144,18 @@ def test_batch_stores_telemetry_of_many_vehicles_and_drops_bad_ones(vehicle, oth
     assert outcomes == {"accepted": 6, "dropped:bad_json": 1}
     assert TelemetrySample.objects.filter(vehicle=vehicle).count() == 5
     assert TelemetryLatest.objects.get(vehicle=vehicle).seq == 5
+
+
+def test_batch_write_failure_falls_back_to_one_message_at_a_time_and_loses_none(
+    vehicle, monkeypatch
+):
+    def fail(**kwargs):
+        raise RuntimeError("batch write failed")
+
+    monkeypatch.setattr("diagnostics.services.record_telemetry_batch", fail)
+    messages = [
+        (f"vehicle/{vehicle.vin}/telemetry", encode(telemetry(vehicle.vin, seq=i)))
+        for i in range(1, 4)
+    ]
+    assert handle_batch(messages) == {"accepted": 3}
+    assert sorted(TelemetrySample.objects.values_list("seq", flat=True)) == [1, 2, 3]
