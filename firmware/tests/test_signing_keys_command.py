@@ -37,3 +37,10 @@ def test_second_generate_is_a_command_error() -> None:
     _run("generate")
     with pytest.raises(CommandError, match="rotate"):
         _run("generate")
+
+
+def test_generate_if_missing_creates_one_key_and_then_leaves_it(capsys) -> None:
+    call_command("signing_keys", "generate", "--if-missing")
+    call_command("signing_keys", "generate", "--if-missing")
+    assert SigningKey.objects.count() == 1
+    assert "nothing generated" in capsys.readouterr().out

@@ -15,10 +15,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("action", choices=["generate", "rotate", "list"])
         parser.add_argument("--name", default=None, help="key name (default: a UTC timestamp)")
+        parser.add_argument(
+            "--if-missing",
+            action="store_true",
+            help="with generate: do nothing when an active key exists (for setup scripts)",
+        )
 
     def handle(self, *args: Any, action: str, name: str | None, **options: Any) -> None:
         try:
-            if action == "generate":
+            if action == "generate" and options["if_missing"] and _has_active_key():
+                self.stdout.write("an active signing key exists; nothing generated")
+            elif action == "generate":
                 key = services.generate_signing_key(name=name)
                 self.stdout.write(f"generated {key.name}")
             elif action == "rotate":
@@ -32,3 +39,9 @@ class Command(BaseCommand):
                 f"ECDSA-P256 {key.ecdsa_key_id}  {key.created_at:%Y-%m-%d %H:%M}Z"
             )
         self.stdout.write(f"trust bundle: {services.trust_bundle_path()}")
+
+
+def _has_active_key() -> bool:
+    from firmware.choices import SigningKeyStatus
+
+    return any(key.status == SigningKeyStatus.ACTIVE for key in services.list_signing_keys())
