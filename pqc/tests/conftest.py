@@ -96,7 +96,17 @@ def start_listeners(fleet: FleetMaterial, *, hook: Any, mqtt_upstream: tuple[str
     return RunningListeners(ports=ports, handshakes=handshakes, listeners=listeners)
 
 
-MOSQUITTO = ("127.0.0.1", 1883)
+def _broker_address() -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    from core.mqtt.testing_broker import TEST_BROKER_URL
+
+    parts = urlsplit(TEST_BROKER_URL)
+    return (parts.hostname or "127.0.0.1", parts.port or 1883)
+
+
+# The real broker behind the MQTT front in these tests: MQTT_URL, else the local Mosquitto.
+MOSQUITTO = _broker_address()
 
 
 @pytest.fixture(scope="session")

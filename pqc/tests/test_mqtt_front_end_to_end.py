@@ -33,8 +33,8 @@ def _needs_mosquitto() -> None:
     if not _mosquitto_up():
         # CI starts Mosquitto, so there a missing broker is a failure, not a reason to skip.
         if os.environ.get("CI"):
-            pytest.fail("no MQTT broker on 127.0.0.1:1883 although CI starts one")
-        pytest.skip("needs an MQTT broker on 127.0.0.1:1883 (the front's upstream in this test)")
+            pytest.fail(f"no MQTT broker at {MOSQUITTO} although CI starts one")
+        pytest.skip(f"needs an MQTT broker at {MOSQUITTO} (MQTT_URL; the front's upstream here)")
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from core.mqtt.testing_broker import TEST_BROKER_URL
 from pqc.catalogue import get_configuration
 from pqc.client import ClientCredentials, TlsRefused, https_request, open_connection
 from pqc.tests.conftest import VIN_A
@@ -28,7 +29,7 @@ def _env(var_dir: Path) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="otaproject.settings",
         OTA_VAR_DIR=str(var_dir),
         OTA_MQTT_TLS_PORT="0",
-        MQTT_URL="mqtt://127.0.0.1:1883",
+        MQTT_URL=TEST_BROKER_URL,
         RUNOTA_BACKGROUND_SERVICES="pqc.tests.background_marker.start",
         OTA_TEST_MARKER=str(var_dir / "marker"),
     )
