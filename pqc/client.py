@@ -205,7 +205,8 @@ class HttpResponse:
         return jsonlib.loads(self.body)
 
 
-def _read_response(conn: PqcTlsConnection) -> HttpResponse:
+def read_response_head(conn: PqcTlsConnection) -> tuple[int, dict[str, str], bytes]:
+    """Status, lower-cased headers, and the body bytes already read past the head."""
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = conn.recv()
@@ -215,10 +216,15 @@ def _read_response(conn: PqcTlsConnection) -> HttpResponse:
     head, rest = buf.split(b"\r\n\r\n", 1)
     lines = head.decode("iso-8859-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
-    headers = {}
+    headers: dict[str, str] = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
+    return status, headers, rest
+
+
+def _read_response(conn: PqcTlsConnection) -> HttpResponse:
+    status, headers, rest = read_response_head(conn)
     if "content-length" in headers:
         length = int(headers["content-length"])
         while len(rest) < length:

@@ -19,7 +19,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pqc.catalogue import PqcConfiguration
-from pqc.client import ClientCredentials, PqcTlsConnection, TlsRefused, open_connection
+from pqc.client import (
+    ClientCredentials,
+    PqcTlsConnection,
+    TlsRefused,
+    open_connection,
+    read_response_head,
+)
 from pqc.tls import TlsSessionInfo
 
 logger = logging.getLogger("simulator.https")
@@ -152,19 +158,7 @@ class VehicleHttps:
         raise AssertionError("unreachable")
 
     def _read_response(self, conn: PqcTlsConnection, *, cut_after: int | None) -> Response:
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = conn.recv()
-            if not chunk:
-                raise TlsRefused("connection closed before an HTTP response")
-            buf += chunk
-        head, rest = buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("iso-8859-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+        status, headers, rest = read_response_head(conn)
         if "content-length" in headers:
             body = self._read_exact(conn, rest, int(headers["content-length"]), cut_after)
         elif headers.get("transfer-encoding", "").lower() == "chunked":

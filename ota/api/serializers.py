@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from core.models import AuditEvent
+from ota.campaigns import EDITABLE_FIELDS
 from ota.models import Campaign, CampaignWave, OtaUpdate
 from vehicles.api.serializers import PlanItemSerializer
 
@@ -109,25 +110,8 @@ class FirmwareBriefSerializer(serializers.Serializer):
     version = serializers.CharField()
 
 
-CAMPAIGN_FIELDS = [
-    "name",
-    "description",
-    "target_model_names",
-    "target_model_years",
-    "target_zones",
-    "target_vins",
-    "min_current_version",
-    "max_current_version",
-    "wave_percentages",
-    "success_threshold",
-    "failure_threshold",
-    "start_at",
-    "maintenance_window_start",
-    "maintenance_window_end",
-    "max_attempts",
-    "retry_backoff_seconds",
-    "vehicle_timeout_seconds",
-]
+# The fields an operator may set are the ones the campaign service accepts.
+CAMPAIGN_FIELDS = list(EDITABLE_FIELDS)
 
 
 class CampaignSerializer(serializers.ModelSerializer):
