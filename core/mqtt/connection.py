@@ -26,8 +26,12 @@ class BrokerAddress:
         return mqtt.MQTTv311 if self.embedded else mqtt.MQTTv5
 
 
-def broker_address() -> BrokerAddress:
-    """settings.MQTT_URL, or the embedded broker on loopback when it is unset."""
+def broker_address(role: str = "bridge") -> BrokerAddress:
+    """settings.MQTT_URL, or the embedded broker on loopback when it is unset.
+
+    `role` is "bridge" (the bridge and the publisher) or "front" (the vehicles' TLS front):
+    each connects with its own broker credentials.
+    """
     url = settings.MQTT_URL
     if not url:
         return BrokerAddress(host="127.0.0.1", port=settings.MQTT_EMBEDDED_PORT, embedded=True)
