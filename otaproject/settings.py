@@ -8,6 +8,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from otaproject.private_files import create_private_dir, restrict_umask, write_private_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -46,7 +48,13 @@ DEBUG = env_bool("DEBUG", default=False)
 PRODUCTION = env_bool("OTA_PRODUCTION", default=False)
 
 VAR_DIR = Path(env.str("OTA_VAR_DIR", default=str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# var/ holds the database (tokens, sessions, password hashes), the secret key and private keys:
+# everything this process creates is private to the server's user, and var/ itself is 0700.
+restrict_umask()
+try:
+    create_private_dir(VAR_DIR)
+except OSError as exc:
+    raise ImproperlyConfigured(f"OTA_VAR_DIR={str(VAR_DIR)!r} cannot be created: {exc}") from exc
 PKI_DIR = Path(env.str("OTA_PKI_DIR", default=str(VAR_DIR / "pki")))
 SIGNING_KEY_DIR = Path(env.str("OTA_SIGNING_KEY_DIR", default=str(VAR_DIR / "signing")))
 MEDIA_ROOT = Path(env.str("OTA_MEDIA_ROOT", default=str(VAR_DIR / "media")))
@@ -58,8 +66,7 @@ def _development_secret_key() -> str:
     """Generate a key once and keep it under var/, so sessions survive restarts in development."""
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
+        write_private_file(key_file, secrets.token_urlsafe(50))
     return key_file.read_text().strip()
 
 
@@ -106,6 +113,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "core.db_outage.DatabaseOutageMiddleware",
 ]
 
 ROOT_URLCONF = "otaproject.urls"
@@ -135,7 +143,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN", default=1),
         "max_size": env.int("DATABASE_POOL_MAX", default=10),
+        # During an outage a request waits this long for a connection, then answers 503.
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=3.0),
     }
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3)
+    )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the listeners, the bridge and the campaign worker share the file without
     # "database is locked" on every concurrent write.
@@ -204,6 +217,9 @@ if PACKAGE_DELTA_ALGORITHM not in {"zstd-patch-from", "bsdiff4", "none"}:
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 FILE_UPLOAD_TEMP_DIR = None
+# Django's default 0644 would open uploaded firmware and collected files to every local user.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 # Dotted paths of `start(stop_event)` callables that `manage.py runota` runs in daemon threads.
 # The embedded broker starts first (it does nothing when MQTT_URL names a broker), then the
