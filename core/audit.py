@@ -4,27 +4,70 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
-from core.models import AuditEvent
+from core.models import AuditChainHead, AuditEvent
+
+ACTOR_KINDS = ("user", "vehicle", "system")
+HEAD_ID = 1
+# Rows fetched per round trip while verifying; the whole trail never sits in memory.
+VERIFY_CHUNK = 2000
+HASHED_FIELDS = (
+    "actor_label",
+    "action",
+    "vehicle_vin",
+    "object_type",
+    "object_id",
+    "before",
+    "after",
+    "details",
+)
 
 
 def actor_label_of(actor: Any) -> str:
+    """ "user:<name>", "vehicle:<VIN>" or "system:<component>" for a User, VehicleUser or label."""
     if actor is None:
         return "system"
     if isinstance(actor, str):
+        kind, _, name = actor.partition(":")
+        if kind not in ACTOR_KINDS or not name:
+            raise ValueError(f"audit actor {actor!r} is not user:, vehicle: or system:<name>")
         return actor
     identity = getattr(actor, "identity", None)
     if identity is not None and getattr(identity, "vin", None):
         return f"vehicle:{identity.vin}"
-    return f"user:{getattr(actor, 'username', actor)}"
+    username = getattr(actor, "username", "")
+    if not username:
+        raise ValueError(f"audit actor {actor!r} has no name")
+    return f"user:{username}"
 
 
 def _entry_hash(previous_hash: str, fields: dict[str, Any]) -> str:
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256((previous_hash + canonical).encode()).hexdigest()
+
+
+def _locked_head() -> AuditChainHead:
+    head = AuditChainHead.objects.select_for_update().filter(pk=HEAD_ID).first()
+    if head is not None:
+        return head
+    # The migration creates the head; a flushed test database has none. Of two writers racing
+    # to create it, the second one's insert waits for the first and then fails: retry the lock.
+    last = AuditEvent.objects.order_by("-id").first()
+    try:
+        with transaction.atomic():
+            AuditChainHead.objects.create(
+                pk=HEAD_ID,
+                last_hash=last.entry_hash if last else "",
+                last_event_id=last.pk if last else None,
+                event_count=AuditEvent.objects.count(),
+            )
+    except IntegrityError:
+        pass
+    return AuditChainHead.objects.select_for_update().get(pk=HEAD_ID)
 
 
 def record_event(
@@ -41,6 +84,8 @@ def record_event(
     """Append one audit event, chained to the previous one. Call it inside the workflow's transaction.
 
     `actor` is a User, a VehicleUser, a label string ("system:campaign-worker") or None.
+    The chain head stays locked until the caller's transaction ends, so concurrent workflows
+    append one after another and the chain never forks.
     """
     user = actor if getattr(actor, "pk", None) is not None and hasattr(actor, "username") else None
     fields = {
@@ -54,34 +99,61 @@ def record_event(
         "details": details or {},
     }
     with transaction.atomic():
-        # Serialise writers on the chain head so two events never share a predecessor.
-        last = AuditEvent.objects.select_for_update().order_by("-id").only("entry_hash").first()
-        previous_hash = last.entry_hash if last else ""
-        return AuditEvent.objects.create(
+        head = _locked_head()
+        event = AuditEvent.objects.create(
             actor=user,
-            previous_hash=previous_hash,
-            entry_hash=_entry_hash(previous_hash, fields),
+            previous_hash=head.last_hash,
+            entry_hash=_entry_hash(head.last_hash, fields),
             **fields,
         )
+        AuditChainHead.objects.filter(pk=HEAD_ID).update(
+            last_hash=event.entry_hash, last_event_id=event.pk, event_count=head.event_count + 1
+        )
+        return event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """What verifying the trail found: the events checked and, on a break, where and why."""
+
+    count: int
+    last_hash: str
+    broken_id: int | None = None
+    reason: str = ""
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_id is None and not self.reason
+
+
+def check_chain() -> ChainReport:
+    """Walk the trail in id order, recomputing each hash; stop at the first break."""
+    previous_hash = ""
+    count = 0
+    rows = AuditEvent.objects.order_by("id").values_list(
+        "id", "previous_hash", "entry_hash", *HASHED_FIELDS
+    )
+    for event_id, stored_previous, stored_hash, *values in rows.iterator(chunk_size=VERIFY_CHUNK):
+        if stored_previous != previous_hash:
+            return ChainReport(
+                count, previous_hash, event_id, "previous hash does not match the event before it"
+            )
+        if stored_hash != _entry_hash(previous_hash, dict(zip(HASHED_FIELDS, values, strict=True))):
+            return ChainReport(count, previous_hash, event_id, "content does not match its hash")
+        previous_hash = stored_hash
+        count += 1
+    head = AuditChainHead.objects.filter(pk=HEAD_ID).first()
+    if head is not None and (head.last_hash, head.event_count) != (previous_hash, count):
+        # Events missing at the end leave a shorter chain that is intact in itself.
+        return ChainReport(
+            count,
+            previous_hash,
+            head.last_event_id,
+            f"the trail ends before the recorded head ({head.event_count} events)",
+        )
+    return ChainReport(count, previous_hash)
 
 
 def verify_chain() -> int | None:
     """Return the id of the first event whose hash does not match, or None if the chain is intact."""
-    previous_hash = ""
-    for event in AuditEvent.objects.order_by("id").iterator():
-        fields = {
-            "actor_label": event.actor_label,
-            "action": event.action,
-            "vehicle_vin": event.vehicle_vin,
-            "object_type": event.object_type,
-            "object_id": event.object_id,
-            "before": event.before,
-            "after": event.after,
-            "details": event.details,
-        }
-        if event.previous_hash != previous_hash or event.entry_hash != _entry_hash(
-            previous_hash, fields
-        ):
-            return event.pk
-        previous_hash = event.entry_hash
-    return None
+    return check_chain().broken_id

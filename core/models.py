@@ -47,3 +47,19 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: object, **kwargs: object):  # noqa: ANN201
         raise ValueError("audit events are append-only")
+
+
+class AuditChainHead(models.Model):
+    """The one row every audit writer locks: the hash and id of the newest event.
+
+    Locking the newest AuditEvent is not enough on PostgreSQL: after waiting for the lock, a
+    writer still reads the row it waited on, not the row the other writer inserted, and forks
+    the chain. Updating this single row in each writer's transaction serialises them.
+    """
+
+    last_hash = models.CharField(max_length=64, blank=True)
+    last_event_id = models.BigIntegerField(null=True, blank=True)
+    event_count = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"audit chain head at event {self.last_event_id}"

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+import sys
+from io import StringIO
+
 import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
-from core.audit import record_event, verify_chain
-from core.models import AuditEvent
+from core.audit import check_chain, record_event, verify_chain
+from core.models import AuditChainHead, AuditEvent
 
 
 def test_events_form_an_intact_chain(fleet_operator) -> None:
@@ -36,3 +44,100 @@ def test_tampering_breaks_the_chain(db) -> None:
         return
     AuditEvent.objects.filter(pk=second.pk).update(after={"version": "9.9.9"})
     assert verify_chain() == second.pk
+
+
+def test_the_chain_head_follows_every_event(db) -> None:
+    record_event(action="a", actor="system:test")
+    last = record_event(action="b", actor="system:test")
+    head = AuditChainHead.objects.get()
+    assert (head.last_hash, head.last_event_id) == (last.entry_hash, last.pk)
+    report = check_chain()
+    assert report.intact
+    assert (report.count, report.last_hash) == (AuditEvent.objects.count(), last.entry_hash)
+
+
+@pytest.mark.skipif(
+    connection.vendor == "postgresql", reason="PostgreSQL refuses the delete by trigger"
+)
+def test_a_deleted_last_event_is_reported(db) -> None:
+    record_event(action="a", actor="system:test")
+    last = record_event(action="b", actor="system:test")
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM core_auditevent WHERE id = %s", [last.pk])
+    report = check_chain()
+    assert report.broken_id == last.pk
+    assert "ends before the recorded head" in report.reason
+
+
+@pytest.mark.skipif(
+    connection.vendor == "postgresql", reason="PostgreSQL refuses the delete by trigger"
+)
+def test_a_deleted_middle_event_is_reported_at_its_successor(db) -> None:
+    record_event(action="a", actor="system:test")
+    middle = record_event(action="b", actor="system:test")
+    successor = record_event(action="c", actor="system:test")
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM core_auditevent WHERE id = %s", [middle.pk])
+    report = check_chain()
+    assert report.broken_id == successor.pk
+    assert "previous hash" in report.reason
+
+
+def test_verify_audit_command_reports_an_intact_chain(db) -> None:
+    record_event(action="a", actor="system:test")
+    last = record_event(action="b", actor="system:test")
+    out = StringIO()
+    call_command("verify_audit", stdout=out)
+    count = AuditEvent.objects.count()
+    assert out.getvalue() == f"audit chain intact: {count} events, last hash {last.entry_hash}\n"
+
+
+@pytest.mark.skipif(
+    connection.vendor == "postgresql", reason="PostgreSQL refuses the update by trigger"
+)
+def test_verify_audit_command_fails_on_a_broken_chain(db) -> None:
+    record_event(action="a", actor="system:test")
+    edited = record_event(action="b", actor="system:test", after={"version": "2.0.0"})
+    AuditEvent.objects.filter(pk=edited.pk).update(after={"version": "9.9.9"})
+    with pytest.raises(CommandError, match=f"audit chain broken at event {edited.pk}: content"):
+        call_command("verify_audit")
+
+
+@pytest.mark.slow
+def test_verify_audit_exit_status_from_manage_py(tmp_path) -> None:
+    """The exit status and one line an operator's script sees, from real `manage.py` processes."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'audit.sqlite3'}"}
+    env["OTA_VAR_DIR"] = str(tmp_path)
+
+    def manage(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - fixed arguments
+            [sys.executable, "manage.py", *args],
+            cwd=settings.BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert manage("migrate", "--verbosity", "0").returncode == 0
+    write = "from core.audit import record_event as r; [r(action=a, actor='system:test') for a in 'abc']"
+    assert manage("shell", "-c", write).returncode == 0
+    intact = manage("verify_audit")
+    assert intact.returncode == 0
+    assert intact.stdout.startswith("audit chain intact: 3 events, last hash ")
+    with sqlite3.connect(tmp_path / "audit.sqlite3") as database:
+        database.execute("UPDATE core_auditevent SET action = 'x' WHERE action = 'b'")
+        (edited_id,) = database.execute(
+            "SELECT id FROM core_auditevent WHERE action = 'x'"
+        ).fetchone()
+    broken = manage("verify_audit")
+    assert broken.returncode != 0
+    assert f"audit chain broken at event {edited_id}: content" in broken.stderr
+
+
+@pytest.mark.parametrize("label", ["system", "operator:olga", "vehicle:", "WVWZZZ1JZ3W386752"])
+def test_actor_labels_must_name_their_kind(db, label: str) -> None:
+    with pytest.raises(ValueError, match="audit actor"):
+        record_event(action="a", actor=label)
+    assert not AuditEvent.objects.exists()
