@@ -8,7 +8,6 @@ never changes stored data.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -17,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, connections
 
 from core.api import DomainError
+from core.jsonlimits import MAX_JSON_DEPTH, JSONDepthError, loads
 from core.mqtt import schemas, topics
 
 logger = logging.getLogger(__name__)
@@ -63,8 +63,10 @@ def decode(
     if len(payload) > (max_payload_bytes() if limit is None else limit):
         raise Dropped("oversized", f"{len(payload)} bytes")
     try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
+        document = loads(payload, limit=MAX_JSON_DEPTH)
+    except JSONDepthError as exc:
+        raise Dropped("too_deep", str(exc))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise Dropped("bad_json", str(exc)[:200])
     errors = schemas.schema_errors(parsed.kind, document)
     if errors:
@@ -190,7 +192,16 @@ def handle_message(topic: str, payload: bytes) -> str:
         inbound = decode(topic, payload)
     except Dropped as exc:
         return _drop(topic, exc.reason, exc.detail)
+    except Exception as exc:
+        logger.exception("mqtt decode failed topic=%s", topic[:120])
+        return _drop(topic, "error", type(exc).__name__)
     return _dispatch(inbound)
+
+
+def _is_store_failure(exc: Exception) -> bool:
+    # The PostgreSQL telemetry path writes through the driver's own cursor, whose errors
+    # Django does not wrap.
+    return isinstance(exc, DatabaseError | connection.Database.Error)
 
 
 def _dispatch(inbound: Inbound) -> str:
@@ -204,6 +215,9 @@ def _dispatch(inbound: Inbound) -> str:
         field = f" field={exc.field}" if exc.field else ""
         return _drop(topic, "rejected", f"{exc.message}{field}")
     except Exception as exc:
+        if _is_store_failure(exc):
+            logger.exception("mqtt store failed topic=%s", topic)
+            return _drop(topic, "store_failed", type(exc).__name__)
         logger.exception("mqtt handler failed topic=%s", topic)
         return _drop(topic, "error", type(exc).__name__)
     logger.debug("mqtt accepted topic=%s vin=%s kind=%s", topic, inbound.vin, inbound.kind)
@@ -228,6 +242,10 @@ def handle_batch(messages: Iterable[tuple[str, bytes]]) -> Counter[str]:
             telemetry.append(decode(topic, payload, root=root, limit=limit))
         except Dropped as exc:
             outcomes[_drop(topic, exc.reason, exc.detail)] += 1
+        except Exception as exc:
+            # Whatever one message does to the decoder, the rest of the batch is stored.
+            logger.exception("mqtt decode failed topic=%s", topic[:120])
+            outcomes[_drop(topic, "error", type(exc).__name__)] += 1
     if not telemetry:
         return outcomes
     try:

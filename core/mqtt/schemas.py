@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator
+from fastjsonschema.draft04 import CodeGeneratorDraft04
+from jsonschema import Draft202012Validator, FormatChecker
 
+from core.jsonlimits import MAX_DB_INTEGER
 from core.mqtt import topics
 
 VIN = {"type": "string", "pattern": "^[A-HJ-NPR-Z0-9]{17}$"}
@@ -17,10 +20,15 @@ UUID = {
     "type": "string",
     "pattern": "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$",
 }
+# Every integer that is stored fits a 64-bit column.
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_DB_INTEGER}
+COUNTER = {"type": "integer", "minimum": 0, "maximum": MAX_DB_INTEGER}
+# The last second of year 9999, the end of the datetime range.
+MAX_UNIX_SECONDS = 253402300799
 # Unix seconds or ISO 8601, as vehicles send both.
 TIMESTAMP = {
     "oneOf": [
-        {"type": "integer", "minimum": 0},
+        {"type": "integer", "minimum": 0, "maximum": MAX_UNIX_SECONDS},
         {"type": "string", "format": "date-time", "maxLength": 40},
     ]
 }
@@ -35,7 +43,7 @@ TELEMETRY = {
     "additionalProperties": False,
     "properties": {
         "vin": VIN,
-        "seq": {"type": "integer", "minimum": 0, "description": "increases per message"},
+        "seq": {**COUNTER, "description": "increases per message"},
         "timestamp": TIMESTAMP,
         "vehicle_state": {
             "enum": [
@@ -81,8 +89,8 @@ OTA_STATUS = {
     "properties": {
         "vin": VIN,
         "report_id": {"type": "string", "minLength": 1, "maxLength": 64},
-        "update_id": {"type": "integer", "minimum": 1},
-        "sequence": {"type": "integer", "minimum": 0},
+        "update_id": ID,
+        "sequence": COUNTER,
         "vmg_state": {"type": "integer", "minimum": 0, "maximum": 6},
         "state": {
             "enum": [
@@ -220,8 +228,8 @@ DESIRED_STATE = {
                     "type": "object",
                     "required": ["update_id"],
                     "properties": {
-                        "update_id": {"type": "integer", "minimum": 1},
-                        "campaign_id": {"type": ["integer", "null"]},
+                        "update_id": ID,
+                        "campaign_id": {"oneOf": [ID, {"type": "null"}]},
                         "check_url": {"type": "string", "maxLength": 300},
                     },
                 },
@@ -242,11 +250,22 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
+# jsonschema checks "date-time" only with an optional package installed; the explaining
+# validator uses the fast validator's own pattern, so the two always agree on a timestamp.
+FORMAT_CHECKER = FormatChecker()
+_DATE_TIME = re.compile(CodeGeneratorDraft04.FORMAT_REGEXS["date-time"])
+
+
+@FORMAT_CHECKER.checks("date-time")
+def _is_date_time(value: object) -> bool:
+    return not isinstance(value, str) or _DATE_TIME.match(value) is not None
+
+
 @functools.cache
 def _validator(kind: str) -> Draft202012Validator:
     schema = SCHEMAS[kind]
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
 
 
 @functools.cache

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from core.jsonlimits import MAX_JSON_DEPTH
 from core.mqtt.ingest import handle_batch, handle_message
 from core.mqtt.testing import recording_publisher
 from diagnostics.models import InboundDrop, TelemetryLatest, TelemetrySample
@@ -159,3 +160,77 @@ def test_batch_write_failure_falls_back_to_one_message_at_a_time_and_loses_none(
     ]
     assert handle_batch(messages) == {"accepted": 3}
     assert sorted(TelemetrySample.objects.values_list("seq", flat=True)) == [1, 2, 3]
+
+
+def _deeply_nested(depth: int) -> bytes:
+    return b'{"vin": "x", "values": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def test_a_deeply_nested_payload_is_dropped_alone_and_the_rest_of_its_batch_is_stored(vehicle):
+    topic = f"vehicle/{vehicle.vin}/telemetry"
+    messages = [
+        (topic, _deeply_nested(30_000)),
+        (topic, encode(telemetry(vehicle.vin, seq=1))),
+        (f"vehicle/{vehicle.vin}/status", _deeply_nested(30_000)),
+        (topic, encode(telemetry(vehicle.vin, seq=2))),
+    ]
+    outcomes = handle_batch(messages)
+    assert outcomes == {"accepted": 2, "dropped:too_deep": 2}
+    assert sorted(TelemetrySample.objects.values_list("seq", flat=True)) == [1, 2]
+    assert InboundDrop.objects.get(reason="too_deep").count == 2
+
+
+def test_nesting_is_refused_before_parsing_at_the_limit(vehicle, monkeypatch):
+    parsed = []
+    monkeypatch.setattr("core.jsonlimits.json.loads", lambda *a, **k: parsed.append(a))
+    topic = f"vehicle/{vehicle.vin}/control/response"
+    assert handle_message(topic, _deeply_nested(MAX_JSON_DEPTH)) == "dropped:too_deep"
+    assert parsed == []
+
+
+def test_nesting_inside_strings_does_not_count(vehicle):
+    document = telemetry(vehicle.vin, values={"note": "[" * 60 + "{" * 60})
+    assert handle_message(f"vehicle/{vehicle.vin}/telemetry", encode(document)) == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"seq": 2**63}, "bad_schema"),
+        ({"timestamp": 10**20}, "bad_schema"),
+        ({"values": {"speed_kph": float("nan")}}, "bad_json"),
+        ({"values": {"speed_kph": float("inf")}}, "bad_json"),
+    ],
+)
+def test_numbers_the_database_cannot_hold_are_dropped_at_decode(vehicle, document, reason):
+    payload = encode(telemetry(vehicle.vin, **document))
+    outcomes = handle_batch(
+        [
+            (f"vehicle/{vehicle.vin}/telemetry", payload),
+            (f"vehicle/{vehicle.vin}/telemetry", encode(telemetry(vehicle.vin, seq=5))),
+        ]
+    )
+    assert outcomes == {"accepted": 1, f"dropped:{reason}": 1}
+    assert list(TelemetrySample.objects.values_list("seq", flat=True)) == [5]
+
+
+def test_a_message_the_database_refuses_is_dropped_alone_from_its_batch(vehicle):
+    from django.db import connection
+
+    # PostgreSQL's jsonb cannot hold a NUL character; SQLite stores it. Either way the other
+    # messages of the batch are stored and the outcome of every message is counted.
+    topic = f"vehicle/{vehicle.vin}/telemetry"
+    messages = [
+        (topic, encode(telemetry(vehicle.vin, seq=1))),
+        (topic, encode(telemetry(vehicle.vin, seq=2, values={"note": "nul\u0000"}))),
+        (topic, encode(telemetry(vehicle.vin, seq=3))),
+    ]
+    outcomes = handle_batch(messages)
+    stored = sorted(TelemetrySample.objects.values_list("seq", flat=True))
+    if connection.vendor == "postgresql":
+        assert outcomes == {"accepted": 2, "dropped:store_failed": 1}
+        assert stored == [1, 3]
+        assert InboundDrop.objects.get(reason="store_failed").count == 1
+    else:
+        assert outcomes == {"accepted": 3}
+        assert stored == [1, 2, 3]
