@@ -178,8 +178,19 @@ MQTT_MAX_PAYLOAD_BYTES = env.int("MQTT_MAX_PAYLOAD_BYTES", default=64 * 1024)
 # Off: telemetry history commits without waiting for the WAL flush (PostgreSQL only); a server
 # crash may lose the last fraction of a second of telemetry, never OTA or diagnostics data.
 TELEMETRY_SYNCHRONOUS_COMMIT = env_bool("TELEMETRY_SYNCHRONOUS_COMMIT", default=True)
-# Empty: "ota-bridge-<hostname>", so each bridge host keeps its own persistent session.
+# Empty: "ota-bridge-<hostname>-<slot>", the lowest slot no other process on the host holds, so
+# each bridge instance keeps its own persistent session.
 MQTT_BRIDGE_CLIENT_ID = env.str("MQTT_BRIDGE_CLIENT_ID", default="")
+# How long the broker keeps a bridge's session (and its queued messages) after it goes away.
+MQTT_BRIDGE_SESSION_EXPIRY = env.int("MQTT_BRIDGE_SESSION_EXPIRY", default=120)
+# Shared subscriptions split the stream between several bridges; Mosquitto 2.0 does not restore
+# them after a broker restart, so one bridge is safer with plain ones.
+MQTT_SHARED_SUBSCRIPTIONS = env_bool("MQTT_SHARED_SUBSCRIPTIONS", default=False)
+# Logins on an external broker (MQTT_URL); the bridge may also take its own from the URL.
+MQTT_BRIDGE_USERNAME = env_secret("MQTT_BRIDGE_USERNAME", default="")
+MQTT_BRIDGE_PASSWORD = env_secret("MQTT_BRIDGE_PASSWORD", default="")
+MQTT_FRONT_USERNAME = env_secret("MQTT_FRONT_USERNAME", default="")
+MQTT_FRONT_PASSWORD = env_secret("MQTT_FRONT_PASSWORD", default="")
 if MQTT_URL and not MQTT_URL.startswith(("mqtt://", "tcp://")):
     raise ImproperlyConfigured(f"MQTT_URL must look like mqtt://host:port, got {MQTT_URL!r}")
 
@@ -191,6 +202,22 @@ OTA_SERVER_HOSTNAMES = env.list("OTA_SERVER_HOSTNAMES", default=["localhost"])
 OTA_PUBLIC_BASE_URL = env.str(
     "OTA_PUBLIC_BASE_URL", default=f"https://localhost:{OTA_VEHICLE_PORT}"
 )
+# The HTTP edge of the vehicle and console listeners, applied while bytes arrive.
+# Request bodies: vehicles and clients presenting credentials, anonymous clients (firmware
+# uploads presenting credentials may reach FIRMWARE_MAX_UPLOAD_BYTES).
+OTA_MAX_BODY_BYTES = env.int("OTA_MAX_BODY_BYTES", default=8 * 1024**2)
+OTA_ANONYMOUS_MAX_BODY_BYTES = env.int("OTA_ANONYMOUS_MAX_BODY_BYTES", default=1024**2)
+# A request head (from the connection, or from its first byte on a kept-alive connection) must
+# be complete within this time, however slowly it trickles in.
+OTA_HTTP_HEAD_TIMEOUT_SECONDS = env.float("OTA_HTTP_HEAD_TIMEOUT_SECONDS", default=10.0)
+# A connection with no request in progress and nothing received for this long is closed.
+OTA_HTTP_IDLE_TIMEOUT_SECONDS = env.float("OTA_HTTP_IDLE_TIMEOUT_SECONDS", default=60.0)
+OTA_HTTP_MAX_HEADERS = env.int("OTA_HTTP_MAX_HEADERS", default=100)
+OTA_HTTP_MAX_HEAD_BYTES = env.int("OTA_HTTP_MAX_HEAD_BYTES", default=16 * 1024)
+# Open connections per listener, in total and from one client address (vehicles behind
+# carrier NAT share addresses: keep the per-address bound generous).
+OTA_MAX_CONNECTIONS = env.int("OTA_MAX_CONNECTIONS", default=4096)
+OTA_MAX_CONNECTIONS_PER_IP = env.int("OTA_MAX_CONNECTIONS_PER_IP", default=256)
 
 # Encrypts the PKI's private keys on disk; read from PKI_KEY_PASSPHRASE_FILE or PKI_KEY_PASSPHRASE.
 PKI_KEY_PASSPHRASE = env_secret("PKI_KEY_PASSPHRASE", default="")
@@ -228,6 +255,9 @@ RUNOTA_BACKGROUND_SERVICES = env.list(
     "RUNOTA_BACKGROUND_SERVICES",
     default=["core.mqtt.broker.start", "core.mqtt.bridge.start", "ota.worker.start"],
 )
+# runota restarts a failed background service with backoff; past this many failures in a row
+# it stops with a non-zero exit status instead of serving without it.
+RUNOTA_SERVICE_MAX_RESTARTS = env.int("RUNOTA_SERVICE_MAX_RESTARTS", default=5)
 OTA_CAMPAIGN_TICK_SECONDS = env.int("OTA_CAMPAIGN_TICK_SECONDS", default=5)
 
 OTA_VEHICLE_TIMEOUT_SECONDS = env.int("OTA_VEHICLE_TIMEOUT_SECONDS", default=6 * 3600)

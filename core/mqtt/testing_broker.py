@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import queue
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
 
 from core.mqtt.bridge import BridgeOptions, MqttBridge
 from core.mqtt.publisher import PahoPublisher, set_publisher
@@ -67,6 +70,35 @@ def sqlite_readers_do_not_lock() -> None:
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA read_uncommitted = 1")
+
+
+def connect_probe(
+    port: int,
+    *,
+    client_id: str,
+    username: str | None = None,
+    password: str | None = None,
+    protocol: int = mqtt.MQTTv5,
+) -> tuple[mqtt.Client, Any]:
+    """A running paho client on 127.0.0.1:`port` and the broker's answer to its CONNECT."""
+    answer = queue.Queue()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    if username is not None:
+        client.username_pw_set(username, password)
+    client.on_connect = lambda c, u, flags, reason, props: answer.put(reason)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        reason = answer.get(timeout=10)
+    except queue.Empty:
+        client.loop_stop()
+        raise AssertionError("no CONNACK within 10 s") from None
+    return client, reason
+
+
+def close_probe(client: mqtt.Client) -> None:
+    client.disconnect()
+    client.loop_stop()
 
 
 @contextmanager
