@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import total_ordering
 
@@ -14,6 +15,7 @@ _MAX_NUMERIC_DIGITS = 12
 _IDENT_SEPARATOR = b"!"
 _RELEASE_MARKER = b"~"
 _PRERELEASE_MARKER = b"-"
+_VERSION_CHARS = re.compile(r"[0-9A-Za-z.+-]*")
 
 
 class InvalidVersion(ValueError):
@@ -33,10 +35,9 @@ class SemVer:
 
     @classmethod
     def parse(cls, text: str) -> SemVer:
-        if not isinstance(text, str):
-            raise InvalidVersion(f"version must be a string, got {type(text).__name__}")
+        _check_text(text)
         try:
-            parsed = semver.Version.parse(text.strip())
+            parsed = semver.Version.parse(text)
         except (ValueError, TypeError) as exc:
             raise InvalidVersion(f"{text!r} is not a semantic version (MAJOR.MINOR.PATCH)") from exc
         prerelease = tuple(parsed.prerelease.split(".")) if parsed.prerelease else ()
@@ -53,16 +54,19 @@ class SemVer:
 
     @classmethod
     def coerce(cls, text: str) -> SemVer:
-        """Accept the short forms vehicles report ("2.0", "3") by padding missing fields with 0."""
-        cleaned = text.strip() if isinstance(text, str) else text
-        if isinstance(cleaned, str):
-            core, sep, rest = cleaned.partition("-")
-            core, plus, build = core.partition("+")
-            parts = core.split(".")
-            if 1 <= len(parts) < 3 and all(p.isdigit() for p in parts):
-                core = ".".join(parts + ["0"] * (3 - len(parts)))
-                cleaned = core + (plus + build) + (sep + rest)
-        return cls.parse(cleaned)
+        """Accept the short forms vehicles report ("2.0", "3") by padding missing fields with 0.
+
+        Nothing else is forgiven: the text as given is what gets stored and signed into
+        packages, so surrounding whitespace is refused rather than stripped.
+        """
+        _check_text(text)
+        core, sep, rest = text.partition("-")
+        core, plus, build = core.partition("+")
+        parts = core.split(".")
+        if 1 <= len(parts) < 3 and all(p.isdigit() for p in parts):
+            core = ".".join(parts + ["0"] * (3 - len(parts)))
+            return cls.parse(core + (plus + build) + (sep + rest))
+        return cls.parse(text)
 
     def __str__(self) -> str:
         text = f"{self.major}.{self.minor}.{self.patch}"
@@ -103,6 +107,17 @@ class SemVer:
 
     def __hash__(self) -> int:
         return hash((self._core(), self.prerelease))
+
+
+def _check_text(text: object) -> None:
+    if not isinstance(text, str):
+        raise InvalidVersion(f"version must be a string, got {type(text).__name__}")
+    if len(text) > VERSION_MAX_LENGTH:
+        raise InvalidVersion(f"{text[:16]!r}... is longer than {VERSION_MAX_LENGTH} characters")
+    # Checked here as well as by the semver parser, because this is the charset an OTAP
+    # package's version fields allow (docs/PACKAGE_FORMAT.md), whatever semver's parser accepts.
+    if not _VERSION_CHARS.fullmatch(text):
+        raise InvalidVersion(f"{text!r} is not a semantic version (MAJOR.MINOR.PATCH)")
 
 
 def version_key(text: str) -> str:

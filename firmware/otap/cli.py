@@ -51,7 +51,12 @@ def main(
     verify = sub.add_parser("verify", help="check structure, hashes and both signatures")
     verify.add_argument("package", type=Path)
     verify.add_argument("--trust", type=Path, required=True, help="PEM bundle or directory")
-    verify.add_argument("--min-version", type=int, default=None, help="lowest package version")
+    verify.add_argument(
+        "--installed-version",
+        type=int,
+        default=None,
+        help="package_version installed now; only a newer package is accepted",
+    )
     verify.add_argument("--extract", type=Path, default=None, help="write images to DIR")
     verify.add_argument("--base", type=Path, default=None, help="current images for deltas")
     args = parser.parse_args(argv)
@@ -64,11 +69,13 @@ def main(
                     args.extract,
                     trust=trust,
                     base_dir=args.base,
-                    min_package_version=args.min_version,
+                    installed_package_version=args.installed_version,
                     now=now,
                 )
                 fh.seek(0)
-            package = verify_package(fh, trust=trust, min_package_version=args.min_version, now=now)
+            package = verify_package(
+                fh, trust=trust, installed_package_version=args.installed_version, now=now
+            )
     except (OtapError, SigningError) as exc:
         print(f"REJECTED: {exc}", file=sys.stderr)
         return 1

@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
 from firmware.deltas import DeltaAlgorithm
 
 MAGIC = b"OTAP"
@@ -42,9 +47,22 @@ COMPRESSION_ZSTD = 1
 COMPRESSION_NAMES = {COMPRESSION_NONE: "none", COMPRESSION_ZSTD: "zstd"}
 
 CHUNK_SIZE = 1 << 20
-ECU_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
-GATEWAY_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
-VERSION_RE = re.compile(r"^[0-9A-Za-z.+-]{0,64}$")
+# \A and \Z, not ^ and $: "$" also matches before a trailing newline, which must not pass.
+ECU_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{1,16}\Z")
+GATEWAY_ID_RE = re.compile(r"\A[A-Za-z0-9_.-]{1,32}\Z")
+VERSION_RE = re.compile(r"\A[0-9A-Za-z.+-]{0,64}\Z")
+
+# Largest zstd window a vehicle must provide to decode a full image: every level up to 19
+# fits (the writer caps higher levels), and 8 MiB is affordable on a zonal gateway.
+ZSTD_MAX_WINDOW_LOG = 23
+# A zstd patch-from frame's window reaches back over the whole base image, as zstd
+# --patch-from --long=31 does; deltas are only built for images up to this size.
+DELTA_MAX_WINDOW_LOG = 31
+MAX_DELTA_IMAGE_SIZE = 1 << 31
+# created_at may be this far ahead of the vehicle's clock before the clock is distrusted.
+MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
+# P-256 group order; signatures are stored with s <= n/2 so that each package has one encoding.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 class OtapError(Exception):
@@ -152,7 +170,7 @@ class BuildResult:
 
 
 def pack_text(value: str, size: int, name: str, pattern: re.Pattern[str]) -> bytes:
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         raise OtapError(f"{name} {value!r} is not allowed (pattern {pattern.pattern})")
     return value.encode("ascii").ljust(size, b"\0")
 
@@ -165,9 +183,25 @@ def unpack_text(raw: bytes, name: str, pattern: re.Pattern[str]) -> str:
         value = text.decode("ascii")
     except UnicodeDecodeError:
         raise OtapError(f"{name}: not ASCII") from None
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         raise OtapError(f"{name} {value!r} is not allowed")
     return value
+
+
+def is_strict_der_low_s(signature: bytes) -> bool:
+    """True for an ECDSA P-256 signature in strict DER with 1 <= r < n and 1 <= s <= n/2."""
+    try:
+        r, s = decode_dss_signature(signature)
+    except ValueError:
+        return False
+    in_range = 1 <= r < P256_ORDER and 1 <= s <= P256_ORDER // 2
+    return in_range and encode_dss_signature(r, s) == signature
+
+
+def low_s_signature(signature: bytes) -> bytes:
+    """The low-S form of a DER ECDSA P-256 signature: (r, s) and (r, n - s) both verify."""
+    r, s = decode_dss_signature(signature)
+    return encode_dss_signature(r, min(s, P256_ORDER - s))
 
 
 def data_offset_for(ecu_count: int) -> int:

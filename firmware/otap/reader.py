@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,7 @@ from firmware.otap.format import (
     CHUNK_SIZE,
     COMPRESSION_NAMES,
     COMPRESSION_NONE,
+    DELTA_MAX_WINDOW_LOG,
     ECDSA_MAX_SIGNATURE_SIZE,
     ECU_ID_RE,
     ENTRY,
@@ -28,6 +30,8 @@ from firmware.otap.format import (
     MAGIC,
     MANIFEST,
     MANIFEST_SIZE,
+    MAX_CLOCK_SKEW,
+    MAX_DELTA_IMAGE_SIZE,
     MAX_ECU_COUNT,
     MAX_IMAGE_SIZE,
     MLDSA65_SIGNATURE_SIZE,
@@ -35,12 +39,14 @@ from firmware.otap.format import (
     SIGNATURE_BLOCK_SIZE,
     SIGNATURES,
     VERSION_RE,
+    ZSTD_MAX_WINDOW_LOG,
     Entry,
     OtapError,
     Package,
     TrustSet,
     data_offset_for,
     from_epoch,
+    is_strict_der_low_s,
     signed_size_for,
     unpack_text,
 )
@@ -106,6 +112,9 @@ def _parse_entry(raw: bytes, index: int) -> Entry:
         raise OtapError(f"{where}: base_sha256 must be zero for a full image")
     if compression == COMPRESSION_NONE and not entry.is_delta and stored != image_size:
         raise OtapError(f"{where}: uncompressed stored_size differs from image_size")
+    # A delta is decoded in memory next to its base image: bounded tighter than a full image.
+    if entry.is_delta and max(image_size, stored) > MAX_DELTA_IMAGE_SIZE:
+        raise OtapError(f"{where}: delta image_size/stored_size exceed {MAX_DELTA_IMAGE_SIZE}")
     return entry
 
 
@@ -143,6 +152,11 @@ def parse_package(fh: BinaryIO) -> Package:
         raise OtapError(f"ML-DSA-65 signature length {mldsa_len} != {MLDSA65_SIGNATURE_SIZE}")
     if not 8 <= ecdsa_len <= ECDSA_MAX_SIGNATURE_SIZE or ecdsa_sig[ecdsa_len:].strip(b"\0"):
         raise OtapError(f"ECDSA signature length {ecdsa_len} is invalid")
+    if not is_strict_der_low_s(ecdsa_sig[:ecdsa_len]):
+        raise OtapError(
+            "ECDSA signature is not strict DER with 1 <= r < n and 1 <= s <= n/2 "
+            "(high S is refused so that every package has a single encoding)"
+        )
     if sig_reserved.strip(b"\0"):
         raise OtapError("signature block reserved bytes must be zero")
     return Package(
@@ -194,10 +208,15 @@ def verify_package(
     fh: BinaryIO,
     *,
     trust: TrustSet,
-    min_package_version: int | None = None,
+    installed_package_version: int | None = None,
     now: dt.datetime | None = None,
 ) -> Package:
-    """Check structure, both signatures, expiry, anti-rollback and every data hash."""
+    """Check structure, both signatures, expiry, anti-rollback and every data hash.
+
+    installed_package_version is the package_version of the last package the vehicle
+    installed for this zone; only a strictly greater one is accepted, so that package, or an
+    older one, cannot be replayed.
+    """
     package = parse_package(fh)
     trust.verify_manifest(
         package.signed_bytes,
@@ -210,10 +229,18 @@ def verify_package(
     now = now or dt.datetime.now(tz=dt.UTC)
     if package.expires_at <= now:
         raise OtapError(f"package expired at {package.expires_at.isoformat()}")
-    if min_package_version is not None and package.package_version < min_package_version:
+    if package.created_at > now + MAX_CLOCK_SKEW:
         raise OtapError(
-            f"package_version {package.package_version} is older than {min_package_version} "
-            "(rollback refused)"
+            f"package created_at {package.created_at.isoformat()} is after this clock's "
+            f"{now.isoformat()} by more than {MAX_CLOCK_SKEW}: the clock cannot be trusted"
+        )
+    if (
+        installed_package_version is not None
+        and package.package_version <= installed_package_version
+    ):
+        raise OtapError(
+            f"package_version {package.package_version} is not newer than the installed "
+            f"{installed_package_version} (replay or rollback refused)"
         )
     for index, entry in enumerate(package.entries):
         digest = hashlib.sha256()
@@ -224,8 +251,81 @@ def verify_package(
     return package
 
 
+ZSTD_FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
+ZSTD_MAX_BLOCK_SIZE = 128 << 10
+_ZSTD_RAW_BLOCK, _ZSTD_RLE_BLOCK, _ZSTD_RESERVED_BLOCK = 0, 1, 3
+
+
+def _count_zstd_frames(
+    fh: BinaryIO, offset: int, size: int, *, max_window_log: int, where: str
+) -> int:
+    """Walk the Zstandard frames filling [offset, offset + size) without decoding them.
+
+    Only whole Zstandard frames (RFC 8878 3.1.1) may fill the range: a skippable frame,
+    anything after the last frame or a frame cut short is refused, which a decoder reading
+    frame after frame would skip or silently stop at. Every step advances by at least three
+    bytes, so the walk ends within size / 3 steps.
+    """
+    end = offset + size
+    position = offset
+    frames = 0
+    while position < end:
+        at = f"{where}: byte {position - offset} of the entry"
+        fh.seek(position)
+        head = fh.read(min(18, end - position))
+        if head[:4] != ZSTD_FRAME_MAGIC:
+            if len(head) >= 4 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18":
+                raise OtapError(f"{at}: skippable zstd frames are not allowed")
+            raise OtapError(f"{at}: not a zstd frame (trailing data after the last frame?)")
+        try:
+            header_size = zstandard.frame_header_size(head)
+            params = zstandard.get_frame_parameters(head)
+        except zstandard.ZstdError:
+            raise OtapError(f"{at}: truncated or invalid zstd frame header") from None
+        if params.window_size > 1 << max_window_log:
+            raise OtapError(
+                f"{at}: zstd window {params.window_size} exceeds 2^{max_window_log} bytes"
+            )
+        position += header_size
+        while True:
+            if position + 3 > end:
+                raise OtapError(f"{at}: zstd frame is truncated")
+            fh.seek(position)
+            block = int.from_bytes(fh.read(3), "little")
+            last, kind, block_size = block & 1, (block >> 1) & 3, block >> 3
+            if kind == _ZSTD_RESERVED_BLOCK or block_size > ZSTD_MAX_BLOCK_SIZE:
+                raise OtapError(f"{at}: invalid zstd block header")
+            position += 3 + (1 if kind == _ZSTD_RLE_BLOCK else block_size)
+            if last:
+                break
+        position += 4 if params.has_checksum else 0
+        if position > end:
+            raise OtapError(f"{at}: zstd frame is truncated")
+        frames += 1
+    return frames
+
+
+class _RangeReader:
+    """File-like view of [offset, offset + size) of fh for zstandard's stream reader."""
+
+    def __init__(self, fh: BinaryIO, offset: int, size: int) -> None:
+        self._fh, self._position, self._remaining = fh, offset, size
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._remaining if size < 0 else min(size, self._remaining)
+        self._fh.seek(self._position)
+        data = self._fh.read(size)
+        self._position += len(data)
+        self._remaining -= len(data)
+        return data
+
+
 def _decompress_to(fh: BinaryIO, entry: Entry, out: BinaryIO) -> bytes:
-    """Stream one full-image entry to out and return the SHA-256 of what was written."""
+    """Stream one full-image entry to out and return the SHA-256 of what was written.
+
+    Output is read in pieces of at most CHUNK_SIZE and never past image_size + 1 bytes, so a
+    small entry that decodes to gigabytes costs no more memory than an honest one.
+    """
     digest = hashlib.sha256()
     written = 0
 
@@ -237,27 +337,63 @@ def _decompress_to(fh: BinaryIO, entry: Entry, out: BinaryIO) -> bytes:
         digest.update(data)
         out.write(data)
 
-    chunks = _iter_range(fh, entry.data_offset, entry.stored_size)
     if entry.compression == COMPRESSION_NONE:
-        for chunk in chunks:
+        for chunk in _iter_range(fh, entry.data_offset, entry.stored_size):
             emit(chunk)
     else:
-        dobj = zstandard.ZstdDecompressor().decompressobj()
+        frames = _count_zstd_frames(
+            fh,
+            entry.data_offset,
+            entry.stored_size,
+            max_window_log=ZSTD_MAX_WINDOW_LOG,
+            where=entry.ecu_id,
+        )
+        if frames == 0:
+            raise OtapError(f"{entry.ecu_id}: no zstd frame in a zstd entry")
+        decompressor = zstandard.ZstdDecompressor(max_window_size=1 << ZSTD_MAX_WINDOW_LOG)
+        reader = decompressor.stream_reader(
+            _RangeReader(fh, entry.data_offset, entry.stored_size),
+            read_size=CHUNK_SIZE,
+            read_across_frames=True,
+        )
         try:
-            for chunk in chunks:
-                emit(dobj.decompress(chunk))
+            while chunk := reader.read(min(CHUNK_SIZE, entry.image_size - written + 1)):
+                emit(chunk)
         except zstandard.ZstdError as exc:
             raise OtapError(f"{entry.ecu_id}: zstd data is corrupt: {exc}") from None
-        if not dobj.eof:
-            raise OtapError(f"{entry.ecu_id}: zstd frame is incomplete")
     if written != entry.image_size:
         raise OtapError(f"{entry.ecu_id}: image is {written} bytes, expected {entry.image_size}")
     return digest.digest()
 
 
+def _check_delta(entry: Entry, delta: bytes) -> None:
+    """A delta must decode to image_size bytes by its own header before anything is allocated."""
+    if entry.delta_algorithm == DeltaAlgorithm.ZSTD_PATCH_FROM:
+        frames = _count_zstd_frames(
+            io.BytesIO(delta),
+            0,
+            len(delta),
+            max_window_log=DELTA_MAX_WINDOW_LOG,
+            where=entry.ecu_id,
+        )
+        if frames != 1:
+            raise OtapError(f"{entry.ecu_id}: a zstd delta is exactly one zstd frame, not {frames}")
+        declared = zstandard.get_frame_parameters(delta).content_size
+    else:
+        if len(delta) < 32 or delta[:8] != b"BSDIFF40":
+            raise OtapError(f"{entry.ecu_id}: not a BSDIFF40 patch")
+        declared = int.from_bytes(delta[24:32], "little")
+    if declared != entry.image_size:
+        raise OtapError(
+            f"{entry.ecu_id}: delta declares {declared} bytes, image_size is {entry.image_size}"
+        )
+
+
 def _apply_delta_entry(fh: BinaryIO, entry: Entry, base_dir: Path | None, out: BinaryIO) -> bytes:
     if base_dir is None:
         raise OtapError(f"{entry.ecu_id}: delta entry needs the current image (--base DIR)")
+    delta = b"".join(_iter_range(fh, entry.data_offset, entry.stored_size))
+    _check_delta(entry, delta)
     base_path = base_dir / f"{entry.ecu_id}.bin"
     try:
         base = base_path.read_bytes()
@@ -265,7 +401,6 @@ def _apply_delta_entry(fh: BinaryIO, entry: Entry, base_dir: Path | None, out: B
         raise OtapError(f"{entry.ecu_id}: cannot read base image: {exc.strerror}") from None
     if hashlib.sha256(base).digest() != entry.base_sha256:
         raise OtapError(f"{entry.ecu_id}: base image is not version {entry.delta_base_version}")
-    delta = b"".join(_iter_range(fh, entry.data_offset, entry.stored_size))
     try:
         image = apply_delta(entry.delta_algorithm, base, delta, max_size=entry.image_size)
     except DeltaError as exc:
@@ -282,11 +417,13 @@ def extract_package(
     *,
     trust: TrustSet,
     base_dir: Path | None = None,
-    min_package_version: int | None = None,
+    installed_package_version: int | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Path]:
     """Verify, then write each target image to dest/<ECU id>.bin; returns ecu_id -> path."""
-    package = verify_package(fh, trust=trust, min_package_version=min_package_version, now=now)
+    package = verify_package(
+        fh, trust=trust, installed_package_version=installed_package_version, now=now
+    )
     dest.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for entry in package.entries:

@@ -30,6 +30,7 @@ from firmware.otap.format import (
     MLDSA_CONTEXT,
     SIGNATURES,
     VERSION_RE,
+    ZSTD_MAX_WINDOW_LOG,
     BuildOptions,
     BuildResult,
     Entry,
@@ -37,6 +38,7 @@ from firmware.otap.format import (
     OtapError,
     Signer,
     data_offset_for,
+    low_s_signature,
     pack_entry,
     pack_text,
     to_epoch,
@@ -113,8 +115,13 @@ def _stream_full(
 def _write_full(source: EntrySource, out: BinaryIO, options: BuildOptions) -> Entry:
     """Stream-compress one image into out (at its current position)."""
     start = out.tell()
+    level_params = zstandard.ZstdCompressionParameters.from_level(options.level)
     params = zstandard.ZstdCompressionParameters.from_level(
-        options.level, threads=options.threads, write_checksum=False
+        options.level,
+        threads=options.threads,
+        write_checksum=False,
+        # Levels above 19 would otherwise ask vehicles for windows up to 128 MiB.
+        window_log=min(level_params.window_log, ZSTD_MAX_WINDOW_LOG),
     )
     cobj = zstandard.ZstdCompressor(compression_params=params).compressobj()
     image_sha, image_size, stored_sha, stored_size = _stream_full(source, out, cobj)
@@ -180,7 +187,7 @@ def _try_delta(source: EntrySource, full: Entry, out: BinaryIO, options: BuildOp
 
 
 def _validate_sources(zonal_gateway_id: str, sources: Sequence[EntrySource]) -> None:
-    if not GATEWAY_ID_RE.match(zonal_gateway_id):
+    if not GATEWAY_ID_RE.fullmatch(zonal_gateway_id):
         raise OtapError(f"zonal_gateway_id {zonal_gateway_id!r} is not allowed")
     if not 1 <= len(sources) <= MAX_ECU_COUNT:
         raise OtapError(f"ecu_count must be 1..{MAX_ECU_COUNT}, got {len(sources)}")
@@ -244,6 +251,7 @@ def write_package(
     )
     signed = header + b"".join(pack_entry(e) for e in entries) + manifest
     mldsa_sig, ecdsa_sig = signer.sign_manifest(signed, context=MLDSA_CONTEXT)
+    ecdsa_sig = low_s_signature(ecdsa_sig)
     if len(mldsa_sig) != MLDSA65_SIGNATURE_SIZE or len(ecdsa_sig) > ECDSA_MAX_SIGNATURE_SIZE:
         raise OtapError("signer returned signatures of unexpected size")
     signatures = SIGNATURES.pack(

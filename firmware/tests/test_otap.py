@@ -212,10 +212,12 @@ def test_expired_package_is_refused(keys: KeyRing, small_package: bytes) -> None
 
 
 def test_rolled_back_package_is_refused(keys: KeyRing, small_package: bytes) -> None:
-    otap.verify_package(io.BytesIO(small_package), trust=keys.trust, min_package_version=7, now=NOW)
+    otap.verify_package(
+        io.BytesIO(small_package), trust=keys.trust, installed_package_version=6, now=NOW
+    )
     with pytest.raises(otap.OtapError, match="rollback refused"):
         otap.verify_package(
-            io.BytesIO(small_package), trust=keys.trust, min_package_version=8, now=NOW
+            io.BytesIO(small_package), trust=keys.trust, installed_package_version=8, now=NOW
         )
 
 
