@@ -333,15 +333,25 @@ class OtaAgent:
                 _flip_a_byte(path)
             with path.open("rb") as fh:
                 package = verify_package(
-                    fh, trust=self.trust, min_package_version=self.min_package_version.get(zone)
+                    fh,
+                    trust=self.trust,
+                    installed_package_version=self.min_package_version.get(zone),
                 )
             if package.zonal_gateway_id != zone:
                 raise ValueError(f"package for {package.zonal_gateway_id}, expected {zone}")
+            # The signature says the server meant it; only the vehicle knows its own wiring.
+            if package.zonal_gateway_id not in {ecu.zone for ecu in self.ecus.values()}:
+                raise ValueError(f"this vehicle has no zonal gateway {package.zonal_gateway_id}")
             for entry in package.entries:
                 if targets.get(entry.ecu_id) != entry.target_version:
                     raise ValueError(f"{entry.ecu_id} {entry.target_version} is not in the plan")
                 if entry.ecu_id not in self.ecus:
                     raise ValueError(f"this vehicle has no {entry.ecu_id}")
+                if self.ecus[entry.ecu_id].zone != package.zonal_gateway_id:
+                    raise ValueError(
+                        f"{entry.ecu_id} is behind {self.ecus[entry.ecu_id].zone}, "
+                        f"not {package.zonal_gateway_id}"
+                    )
             verified[zone] = package
         return verified
 
@@ -358,7 +368,7 @@ class OtaAgent:
                     fh,
                     bank / zone,
                     trust=self.trust,
-                    min_package_version=self.min_package_version.get(zone),
+                    installed_package_version=self.min_package_version.get(zone),
                 )
             for entry in packages[zone].entries:
                 staged[entry.ecu_id] = (entry.target_version, entry.image_sha256.hex())
