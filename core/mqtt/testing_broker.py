@@ -137,13 +137,18 @@ def running_bridge(**options: Any) -> Iterator[MqttBridge]:
 class PrivateMosquitto:
     """A mosquitto of our own on an ephemeral loopback port, with persistence, to restart at will."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, password_file: Path | None = None, acl_file: Path | None = None) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="ota-mosquitto-"))
         self.conf = self.dir / "mosquitto.conf"
+        access = "allow_anonymous true\n"
+        if password_file is not None:
+            access = f"allow_anonymous false\npassword_file {password_file}\n"
+        if acl_file is not None:
+            access += f"acl_file {acl_file}\n"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"{access}"
             # Started as root, mosquitto would switch to its own user and could not write
             # the persistence file into our temporary directory.
             f"user {getpass.getuser()}\n"
