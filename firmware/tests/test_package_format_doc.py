@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
 from pathlib import Path
@@ -64,3 +65,39 @@ def test_document_states_the_fixed_sizes() -> None:
     assert f"Signature block        {otap.SIGNATURE_BLOCK_SIZE} bytes" in text
     assert f"`{otap.MLDSA_CONTEXT.decode()}`" in text
     assert f"1..{otap.MAX_ECU_COUNT}" in text
+
+
+def test_document_states_the_limits_the_reader_enforces() -> None:
+    text = " ".join(DOC.read_text().split())
+    assert f"at most 2^{otap.ZSTD_MAX_WINDOW_LOG} bytes" in text
+    assert f"window up to 2^{otap.DELTA_MAX_WINDOW_LOG}" in text
+    assert otap.MAX_DELTA_IMAGE_SIZE == 1 << 31
+    assert "`image_size` and `stored_size` are at most 2^31" in text
+    assert f"up to {int(otap.MAX_CLOCK_SKEW.total_seconds())} seconds ahead" in text
+    assert f"`created_at > now + {int(otap.MAX_CLOCK_SKEW.total_seconds())} s`" in text
+    assert f"`{otap.P256_ORDER:064X}`" in text
+    assert "**strictly greater**" in text
+
+
+@pytest.mark.parametrize("family", ["mldsa", "ecdsa"])
+def test_document_describes_the_bytes_hashed_into_a_key_id(family: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, mldsa
+
+    from firmware import signing
+
+    if family == "mldsa":
+        key = mldsa.MLDSA65PrivateKey.generate().public_key()
+        name = "ML-DSA-65"
+    else:
+        key = ec.generate_private_key(ec.SECP256R1()).public_key()
+        name = "ECDSA P-256"
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    text = " ".join(DOC.read_text().split())
+    documented = re.search(rf"\* {name}: (\d+) bytes;.*?It starts `([0-9a-f ]+)`", text)
+    assert documented, f"no key encoding for {name}"
+    assert int(documented[1]) == len(der)
+    assert der.startswith(bytes.fromhex(documented[2]))
+    assert signing.key_id(key) == hashlib.sha256(der).digest()[:16]
