@@ -38,7 +38,7 @@ STATUS_ACTIVE = "active"
 STATUS_RETIRED = "retired"
 STATUS_REVOKED = "revoked"
 
-KEY_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+KEY_NAME_RE = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 _PEM_BLOCK_RE = re.compile(
     rb"-----BEGIN PUBLIC KEY-----\r?\n.+?-----END PUBLIC KEY-----", re.DOTALL
 )

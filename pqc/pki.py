@@ -40,7 +40,7 @@ CA_DAYS = 3650
 SERVER_DAYS = 397
 VEHICLE_DAYS = 730
 # ISO 3779: 17 characters, digits and capitals without I, O and Q.
-VIN_RE = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
+VIN_RE = re.compile(r"\A[A-HJ-NPR-Z0-9]{17}\Z")
 
 
 class PkiError(ValueError):

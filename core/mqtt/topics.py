@@ -49,7 +49,7 @@ def topic_for(vin: str, kind: str, *, root: str | None = None) -> str:
 @functools.lru_cache(maxsize=8)
 def _inbound_pattern(root: str) -> re.Pattern[str]:
     kinds = "|".join(re.escape(k) for k in INBOUND_KINDS)
-    return re.compile(rf"^{re.escape(root)}/(?P<vin>{_VIN})/(?P<kind>{kinds})$")
+    return re.compile(rf"\A{re.escape(root)}/(?P<vin>{_VIN})/(?P<kind>{kinds})\Z")
 
 
 def parse_inbound(topic: str, *, root: str | None = None) -> InboundTopic | None:
