@@ -25,7 +25,14 @@ from ota.campaigns import (
 )
 from ota.choices import CampaignStatus, UpdateState, WaveStatus
 from ota.models import ACTIVE_STATES, Campaign, CampaignWave, OtaUpdate
-from ota.services import WORKER_ACTOR, finish_update, mark_in_flight, publish_update
+from ota.services import (
+    WORKER_ACTOR,
+    finish_update,
+    lock_vehicles,
+    mark_in_flight,
+    publish_update,
+)
+from vehicles.models import Vehicle
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +199,10 @@ def offer_due_updates(campaign: Campaign, *, now: datetime) -> int:
         # One update at a time per vehicle: a vehicle busy with another campaign waits.
         .exclude(vehicle_id__in=busy)
         .order_by("next_action_at", "pk")
-        .values_list("pk", "state", "vehicle__vin")[:OFFER_BATCH]
+        .values_list("pk", "state", "vehicle__vin", "vehicle_id")[:OFFER_BATCH]
     )
+    # The lock order of ota.services: these vehicles' rows before their update rows.
+    lock_vehicles([row[3] for row in due])
     deadline = now + timedelta(seconds=campaign.timeout_seconds())
     offered = 0
     for state in {row[1] for row in due}:
@@ -212,6 +221,8 @@ def offer_due_updates(campaign: Campaign, *, now: datetime) -> int:
             current_step="",
             error="",
             last_sequence=None,
+            served_bytes={},
+            last_download_at=None,
             updated_at=now,
         )
     vins = {row[0]: row[2] for row in due}
@@ -230,11 +241,21 @@ def expire_silent_updates(*, now: datetime) -> int:
     overdue = list(
         OtaUpdate.objects.filter(state__in=ACTIVE_STATES, deadline_at__lte=now)
         .order_by("deadline_at")
-        .values_list("pk", flat=True)[:EXPIRE_BATCH]
+        .values_list("pk", "vehicle_id")[:EXPIRE_BATCH]
     )
     expired = 0
-    for pk in overdue:
+    for pk, vehicle_id in overdue:
         with transaction.atomic():
+            # The lock order of ota.services: the vehicle first. A vehicle busy with a report
+            # or a download is alive; it is looked at again on the next tick.
+            locked = (
+                Vehicle.objects.select_for_update(skip_locked=True)
+                .filter(pk=vehicle_id)
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if locked is None:
+                continue
             update = (
                 OtaUpdate.objects.select_for_update(skip_locked=True)
                 .filter(pk=pk, state__in=ACTIVE_STATES, deadline_at__lte=now)
@@ -243,14 +264,16 @@ def expire_silent_updates(*, now: datetime) -> int:
             )
             if update is None:
                 continue  # a report arrived meanwhile, or another worker has it
-            silent = int(
-                (now - (update.last_report_at or update.offered_at or now)).total_seconds()
+            heard = max(
+                (t for t in (update.last_report_at, update.last_download_at) if t),
+                default=update.offered_at or now,
             )
+            silent = int((now - heard).total_seconds())
             finish_update(
                 update,
                 update.vehicle.vin,
                 state=UpdateState.FAILED,
-                error=f"timeout: no report for {silent} s (state was {update.state})",
+                error=f"timeout: no sign of life for {silent} s (state was {update.state})",
                 actor=WORKER_ACTOR,
                 now=now,
             )

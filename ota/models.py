@@ -189,6 +189,10 @@ class OtaUpdate(models.Model):
     deadline_at = models.DateTimeField(null=True, blank=True)
     last_sequence = models.BigIntegerField(null=True, blank=True)
     last_report_at = models.DateTimeField(null=True, blank=True)
+    # Evidence that the vehicle got its packages from us this attempt: bytes of each package
+    # served to it contiguously from the start, {package_id: bytes}, kept by the download path.
+    served_bytes = models.JSONField(default=dict, blank=True)
+    last_download_at = models.DateTimeField(null=True, blank=True)
     offered_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -221,6 +225,14 @@ class OtaUpdate(models.Model):
 
     def source_versions(self) -> dict[str, str]:
         return {item["ecu_id"]: item["from_version"] for item in self.plan.get("items", [])}
+
+    def packages_served(self) -> bool:
+        """True once every package of the plan was served to the vehicle in full."""
+        packages = self.plan.get("packages") or []
+        return bool(packages) and all(
+            self.served_bytes.get(package["package_id"], 0) >= package["size"]
+            for package in packages
+        )
 
 
 class UpdateReport(models.Model):

@@ -16,6 +16,24 @@ Entry points other components call:
           rolled_back  bool: the vehicle booted back into the previous software
         Raises core.api.DomainError (400, field named) for bad input, NotFoundError (404) when
         there is no such update, ConflictError (409) for an invalid transition (which is stored).
+        A report of an earlier phase of the open attempt (a vehicle that restarted, or a server
+        that crashed before committing the vehicle's last report) is kept as "behind" and
+        answered with the current state, never with 409.
+
+    record_download_progress(*, vehicle_id, package_id, first, count) -> None
+        Bytes of a zone package just served to a vehicle; the evidence a success needs, and a
+        sign of life that keeps a long download from timing out.
+
+Truth rules: an update succeeds only when every package of its plan was served to the vehicle
+in full during this attempt AND the vehicle shows the target versions running; running versions
+nobody offered are refused and never reach the ECU registry; a VCI contradicting a success
+reopens it.
+
+Lock order, everywhere, to rule out deadlocks between VCIs, status reports, downloads and the
+campaign worker: the Vehicle row first (SELECT ... FOR UPDATE), then its OtaUpdate rows, then
+its Ecu rows, then the rest. Several vehicles are locked in primary-key order. Entry points are
+wrapped in `retry_on_conflict`, so a deadlock or serialization failure that still happens (say
+with a process that does not follow the order) is run again, a bounded number of times.
 """
 
 from __future__ import annotations
@@ -34,6 +52,7 @@ from django.utils import timezone
 
 from core.api import ConflictError, DomainError, NotFoundError
 from core.audit import record_event
+from core.db import retry_on_conflict
 from core.events import campaign_group, publish_event, vehicle_group
 from core.mqtt.publisher import publish_desired_state
 from ecus.models import Ecu, SoftwareChange
@@ -45,7 +64,9 @@ from ota.planning import analyse_vehicle
 from ota.state_machine import (
     InvalidTransition,
     check_vehicle_move,
+    is_behind,
     judge_running_versions,
+    next_step,
     progress_target,
 )
 from vehicles.choices import VehicleStatus
@@ -84,13 +105,41 @@ def publish_update(update: OtaUpdate, vin: str) -> None:
         publish_event(campaign_group(update.campaign_id), event)
 
 
-def pending_update_document(update_id: int, campaign_id: int | None) -> dict[str, Any]:
-    """The `pending_update` of a vehicle's retained desired state (docs/PROTOCOL.md)."""
+def pending_update_document(
+    update_id: int, campaign_id: int | None, attempt: int = 0
+) -> dict[str, Any]:
+    """The `pending_update` of a vehicle's retained desired state (docs/PROTOCOL.md).
+
+    (update_id, attempt) names one offer: a vehicle that already finished it ignores the
+    retained copy it gets again at every reconnect.
+    """
     return {
         "update_id": update_id,
         "campaign_id": campaign_id,
+        "attempt": attempt,
         "check_url": settings.OTA_PUBLIC_BASE_URL + CHECK_PATH,
     }
+
+
+def lock_open_updates(vehicle_id: int) -> None:
+    """The second lock of the lock order: the vehicle's updates a VCI may judge."""
+    list(
+        OtaUpdate.objects.select_for_update()
+        .filter(vehicle_id=vehicle_id, state__in=[*ACTIVE_STATES, UpdateState.SUCCEEDED])
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def lock_vehicles(vehicle_ids: list[int]) -> None:
+    """Take the first lock of the lock order (module docstring) on these vehicles' rows."""
+    if vehicle_ids:
+        list(
+            Vehicle.objects.select_for_update()
+            .filter(pk__in=vehicle_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
 
 
 def mark_in_flight(offers: list[tuple[OtaUpdate, str]]) -> None:
@@ -106,7 +155,8 @@ def mark_in_flight(offers: list[tuple[OtaUpdate, str]]) -> None:
     ).update(status=VehicleStatus.UPDATING)
     for update, vin in offers:
         publish_desired_state(
-            vin=vin, pending_update=pending_update_document(update.pk, update.campaign_id)
+            vin=vin,
+            pending_update=pending_update_document(update.pk, update.campaign_id, update.attempts),
         )
 
 
@@ -118,13 +168,13 @@ def settle_vehicles(vehicles: dict[int, str]) -> None:
     """
     if not vehicles:
         return
-    open_updates: dict[int, tuple[int, int | None]] = {}
-    for vehicle_id, update_id, campaign_id in (
+    open_updates: dict[int, tuple[int, int | None, int]] = {}
+    for vehicle_id, update_id, campaign_id, attempts in (
         OtaUpdate.objects.filter(vehicle_id__in=list(vehicles), state__in=ACTIVE_STATES)
         .order_by("offered_at", "id")
-        .values_list("vehicle_id", "id", "campaign_id")
+        .values_list("vehicle_id", "id", "campaign_id", "attempts")
     ):
-        open_updates[vehicle_id] = (update_id, campaign_id)  # the newest one wins
+        open_updates[vehicle_id] = (update_id, campaign_id, attempts)  # the newest one wins
     idle = [vehicle_id for vehicle_id in vehicles if vehicle_id not in open_updates]
     Vehicle.objects.filter(pk__in=idle, status=VehicleStatus.UPDATING).update(
         status=VehicleStatus.ACTIVE
@@ -194,8 +244,9 @@ def finish_update(
         ]
     )
     if running:
-        # Whatever the outcome, the registry follows what the vehicle says it runs.
-        apply_running_versions(update, running)
+        # The registry follows what the vehicle runs, but only versions this update offered
+        # (its targets) or left (its sources): anything else was refused before we got here.
+        apply_running_versions(update, _offered_versions(update, running))
     audit_outcome(update, vin, actor=actor, running=running or {})
     settle_vehicles({update.vehicle_id: vin})
     publish_update(update, vin)
@@ -203,6 +254,34 @@ def finish_update(
         from ota.campaigns import publish_campaign_progress
 
         publish_campaign_progress(update.campaign_id)
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return SemVer.coerce(a) == SemVer.coerce(b)
+    except InvalidVersion:
+        return a == b
+
+
+def _offered_versions(update: OtaUpdate, running: dict[str, str]) -> dict[str, str]:
+    targets, sources = update.target_versions(), update.source_versions()
+    return {
+        ecu_id: version
+        for ecu_id, version in running.items()
+        if ecu_id in targets
+        and (_same_version(version, targets[ecu_id]) or _same_version(version, sources[ecu_id]))
+    }
+
+
+def unoffered_versions(update: OtaUpdate, running: dict[str, str]) -> dict[str, str]:
+    """Running versions of planned ECUs that are neither this update's target nor source."""
+    offered = _offered_versions(update, running)
+    targets = update.target_versions()
+    return {
+        ecu_id: version
+        for ecu_id, version in running.items()
+        if ecu_id in targets and ecu_id not in offered
+    }
 
 
 def apply_running_versions(update: OtaUpdate, running: dict[str, str]) -> None:
@@ -253,6 +332,11 @@ class UpdateCheck:
     def update_available(self) -> bool:
         return bool(self.update is not None and self.update.is_active() and self.items)
 
+    @property
+    def next_step(self) -> str:
+        """What the vehicle should do next for this attempt, from the server's record."""
+        return next_step(self.update.state) if self.update_available else "none"
+
 
 _package_build_lock = threading.Lock()
 
@@ -296,8 +380,10 @@ def check_for_update(*, vehicle: Vehicle) -> UpdateCheck:
     )
 
 
+@retry_on_conflict()
 @transaction.atomic
 def _plan_update(update: OtaUpdate, vehicle: Vehicle) -> OtaUpdate:
+    lock_vehicles([vehicle.pk])
     campaign = update.campaign
     firmware_ids = (
         set(campaign.campaign_firmware.values_list("firmware_id", flat=True)) if campaign else None
@@ -600,18 +686,57 @@ def _store_report(
     )
 
 
+def _refuse(
+    update: OtaUpdate,
+    vehicle: Vehicle,
+    report: StatusReport,
+    raw: dict,
+    *,
+    source: str,
+    before: str,
+    requested: str,
+    reason: str,
+) -> None:
+    """Keep and audit a refused report; the caller answers 409."""
+    _store_report(
+        update, report, raw, source=source, before=before, outcome="refused", reason=reason
+    )
+    record_event(
+        action="ota.report.refused",
+        actor=f"vehicle:{vehicle.vin}",
+        vehicle_vin=vehicle.vin,
+        object_type="ota_update",
+        object_id=update.pk,
+        details={"state": before, "requested": requested, "reason": reason, "report": raw},
+    )
+
+
+def _keep_alive(update: OtaUpdate, now: Any) -> None:
+    """A vehicle that reports is alive: its silence timeout restarts."""
+    timeout = (
+        update.campaign.timeout_seconds()
+        if update.campaign
+        else settings.OTA_VEHICLE_TIMEOUT_SECONDS
+    )
+    update.deadline_at = now + timedelta(seconds=timeout)
+
+
 @transaction.atomic
 def _apply_report(
     vehicle: Vehicle, report: StatusReport, raw: dict, source: str
-) -> tuple[OtaUpdate, str]:
-    """Apply one report under the record's row lock; returns the record and a refusal, if any."""
+) -> tuple[OtaUpdate, str, str]:
+    """Apply one report under the record's row lock.
+
+    Returns the record, and a refusal and the field at fault when the report is refused.
+    """
+    lock_vehicles([vehicle.pk])
     update = _lock_update(vehicle, report.update_id)
     before = update.state
     if (
         report.report_key
         and UpdateReport.objects.filter(update=update, report_key=report.report_key).exists()
     ):
-        return update, ""  # a repeat of a report already handled: acknowledged, nothing changes
+        return update, "", ""  # a repeat of a report already handled: acknowledged
     if (
         report.sequence is not None
         and update.last_sequence is not None
@@ -626,8 +751,30 @@ def _apply_report(
             outcome="stale",
             reason=f"older than sequence {update.last_sequence}",
         )
-        return update, ""
+        return update, "", ""
+    strange = unoffered_versions(update, report.running_versions)
+    if strange:
+        ecu_id, version = sorted(strange.items())[0]
+        reason = f"{ecu_id} {version} was never offered to this vehicle"
+        _refuse(
+            update, vehicle, report, raw, source=source, before=before, requested="", reason=reason
+        )
+        return update, reason, f"running_versions.{ecu_id}"
     target, error = _target_of(update, report)
+    if target == UpdateState.SUCCEEDED and not update.packages_served():
+        # The vehicle's word alone is not enough: we must have served it the packages.
+        reason = "the update's packages were never served to this vehicle in full"
+        _refuse(
+            update,
+            vehicle,
+            report,
+            raw,
+            source=source,
+            before=before,
+            requested=target,
+            reason=reason,
+        )
+        return update, reason, "running_versions"
     if before in TERMINAL_STATES and target == before:
         # A second report of the outcome already recorded (say a status after the VCI that
         # settled it): acknowledged, but the outcome is not written twice.
@@ -640,31 +787,41 @@ def _apply_report(
             outcome="stale",
             reason=f"the update is already {before}",
         )
-        return update, ""
+        return update, "", ""
+    if is_behind(before, target):
+        # A vehicle that restarted (or whose last report died with a crashed server) repeats an
+        # earlier phase of the same attempt: it is alive and is answered with where we stand.
+        now = timezone.now()
+        update.last_report_at = now
+        _keep_alive(update, now)
+        update.save(update_fields=["last_report_at", "deadline_at", "updated_at"])
+        _store_report(
+            update,
+            report,
+            raw,
+            source=source,
+            before=before,
+            outcome="behind",
+            reason=f"the update is already {before}",
+        )
+        return update, "", ""
     try:
         check_vehicle_move(before, target)
     except InvalidTransition as exc:
-        if report.sequence is None and before in ACTIVE_STATES and target in ACTIVE_STATES:
-            # Without a sequence a late progress report cannot be told from a wrong one: keep it.
-            _store_report(
-                update, report, raw, source=source, before=before, outcome="stale", reason=str(exc)
-            )
-            return update, ""
-        _store_report(
-            update, report, raw, source=source, before=before, outcome="refused", reason=str(exc)
+        _refuse(
+            update,
+            vehicle,
+            report,
+            raw,
+            source=source,
+            before=before,
+            requested=target,
+            reason=str(exc),
         )
-        record_event(
-            action="ota.report.refused",
-            actor=f"vehicle:{vehicle.vin}",
-            vehicle_vin=vehicle.vin,
-            object_type="ota_update",
-            object_id=update.pk,
-            details={"state": before, "requested": target, "reason": str(exc), "report": raw},
-        )
-        return update, str(exc)
+        return update, str(exc), "vmg_state"
     _move(update, vehicle, report, target=target, error=error)
     _store_report(update, report, raw, source=source, before=before, outcome="applied")
-    return update, ""
+    return update, "", ""
 
 
 def _move(
@@ -693,18 +850,13 @@ def _move(
         return
     changed = target != update.state
     update.state = target
-    # Every report proves the vehicle alive: the silence timeout restarts.
-    timeout = (
-        update.campaign.timeout_seconds()
-        if update.campaign
-        else settings.OTA_VEHICLE_TIMEOUT_SECONDS
-    )
-    update.deadline_at = now + timedelta(seconds=timeout)
+    _keep_alive(update, now)
     update.save(update_fields=[*fields, "state", "deadline_at", "updated_at"])
     if changed or report.percentage is not None:
         publish_update(update, vehicle.vin)
 
 
+@retry_on_conflict()
 def record_status_report(*, vehicle: Vehicle, report: dict, source: str) -> OtaUpdate:
     """Apply a vehicle's status report (REST or MQTT); see the module docstring for the fields.
 
@@ -715,28 +867,35 @@ def record_status_report(*, vehicle: Vehicle, report: dict, source: str) -> OtaU
         raise DomainError(f"unknown report source {source!r}", field="source")
     parsed = parse_status_report(report)
     try:
-        update, refusal = _apply_report(vehicle, parsed, report, source)
+        update, refusal, field_at_fault = _apply_report(vehicle, parsed, report, source)
     except IntegrityError:
         # The same report_key raced in on another connection; the first one won.
         update = _open_update(vehicle, parsed.update_id)
         return update
     if refusal:
-        raise ConflictError(refusal, field="vmg_state", code="invalid_transition")
+        raise ConflictError(refusal, field=field_at_fault, code="invalid_transition")
     return update
 
 
 def confirm_running_versions(*, vehicle: Vehicle, running: dict[str, str]) -> OtaUpdate | None:
-    """Settle an update waiting for its reboot from the versions a VCI shows running.
+    """Judge the vehicle's updates against the versions a VCI shows running.
 
-    Call inside the VCI's transaction, after the ECU rows were updated.
+    Settles an update waiting for its reboot, and reopens the vehicle's latest success when the
+    VCI contradicts it. Call inside the VCI's transaction, holding the vehicle's row lock.
     """
     update = (
         OtaUpdate.objects.select_for_update()
-        .filter(vehicle=vehicle, state__in=[UpdateState.INSTALLING, UpdateState.AWAITING_REBOOT])
+        .filter(vehicle=vehicle, state__in=[*ACTIVE_STATES, UpdateState.SUCCEEDED])
         .order_by("-offered_at", "-id")
         .first()
     )
     if update is None or not update.plan.get("items"):
+        return None
+    if update.campaign_id:
+        update.campaign  # noqa: B018
+    if update.state == UpdateState.SUCCEEDED:
+        return _reopen_contradicted(update, vehicle, running)
+    if update.state not in (UpdateState.INSTALLING, UpdateState.AWAITING_REBOOT):
         return None
     targets = update.target_versions()
     state, reason = judge_running_versions(
@@ -747,8 +906,16 @@ def confirm_running_versions(*, vehicle: Vehicle, running: dict[str, str]) -> Ot
     if update.state == UpdateState.INSTALLING and state != UpdateState.SUCCEEDED:
         # Still installing: old versions in a VCI only mean the reboot has not happened yet.
         return update
-    if update.campaign_id:
-        update.campaign  # noqa: B018
+    if state == UpdateState.SUCCEEDED and not update.packages_served():
+        record_event(
+            action="ota.update.unproven",
+            actor=f"vehicle:{vehicle.vin}",
+            vehicle_vin=vehicle.vin,
+            object_type="ota_update",
+            object_id=update.pk,
+            details={"running": running, "reason": "packages never served in full"},
+        )
+        return update
     finish_update(
         update,
         vehicle.vin,
@@ -758,3 +925,84 @@ def confirm_running_versions(*, vehicle: Vehicle, running: dict[str, str]) -> Ot
         running={ecu: running[ecu] for ecu in targets},
     )
     return update
+
+
+def _reopen_contradicted(
+    update: OtaUpdate, vehicle: Vehicle, running: dict[str, str]
+) -> OtaUpdate | None:
+    """A success the vehicle's own VCI contradicts is not a success: it failed or rolled back."""
+    targets = update.target_versions()
+    shown = {ecu: running[ecu] for ecu in targets if ecu in running}
+    if all(_same_version(version, targets[ecu]) for ecu, version in shown.items()):
+        return None
+    state, reason = judge_running_versions(
+        targets=targets, sources=update.source_versions(), running={**targets, **shown}
+    )
+    record_event(
+        action="ota.update.reopened",
+        actor=f"vehicle:{vehicle.vin}",
+        vehicle_vin=vehicle.vin,
+        object_type="ota_update",
+        object_id=update.pk,
+        before={"state": update.state, "versions": targets},
+        after={"state": state, "versions": shown},
+        details={"reason": reason},
+    )
+    finish_update(
+        update,
+        vehicle.vin,
+        state=state,
+        error=f"a later VCI contradicts the success: {reason}",
+        actor=f"vehicle:{vehicle.vin}",
+    )
+    return update
+
+
+# ---------------------------------------------------------------------------------------------
+# Download evidence.
+
+
+def _open_update_serving(vehicle_id: int, package_id: str) -> OtaUpdate | None:
+    for update in OtaUpdate.objects.select_for_update().filter(
+        vehicle_id=vehicle_id, state__in=ACTIVE_STATES
+    ):
+        if any(p["package_id"] == package_id for p in update.plan.get("packages", [])):
+            return update
+    return None
+
+
+@retry_on_conflict()
+@transaction.atomic
+def record_download_progress(*, vehicle_id: int, package_id: str, first: int, count: int) -> None:
+    """Record `count` bytes of a package served to a vehicle from byte `first`.
+
+    The record keeps how far the package was served contiguously from its start (resumed
+    ranges extend it), and a download in progress keeps the update alive like a report.
+    """
+    if count <= 0:
+        return
+    lock_vehicles([vehicle_id])
+    update = _open_update_serving(vehicle_id, package_id)
+    if update is None:
+        return  # served outside an open update (say a repeat after the outcome): no evidence
+    now = timezone.now()
+    served = dict(update.served_bytes)
+    through = served.get(package_id, 0)
+    if first <= through:
+        served[package_id] = max(through, first + count)
+    update.served_bytes = served
+    update.last_download_at = now
+    if update.campaign_id:
+        update.campaign  # noqa: B018
+    _keep_alive(update, now)
+    update.save(update_fields=["served_bytes", "last_download_at", "deadline_at", "updated_at"])
+    size = next(p["size"] for p in update.plan["packages"] if p["package_id"] == package_id)
+    if through < size <= served[package_id]:
+        record_event(
+            action="ota.package.served",
+            actor=f"vehicle:{update.vehicle.vin}",
+            vehicle_vin=update.vehicle.vin,
+            object_type="ota_update",
+            object_id=update.pk,
+            details={"package_id": package_id, "size": size, "attempt": update.attempts},
+        )

@@ -15,6 +15,17 @@ VMG_STATE_TARGET = {
     VmgState.READY: UpdateState.AWAITING_REBOOT,
 }
 
+# What a vehicle should do next when the server's record is in a state: how a vehicle (or the
+# server) that restarted converges on the same attempt (docs/PROTOCOL.md, "Resuming").
+NEXT_STEP = {
+    UpdateState.OFFERED: "download",
+    UpdateState.DOWNLOADING: "download",
+    UpdateState.DOWNLOADED: "verify",
+    UpdateState.VERIFYING: "verify",
+    UpdateState.INSTALLING: "install",
+    UpdateState.AWAITING_REBOOT: "reboot",
+}
+
 # Moves the server itself makes (worker, operator); vehicles never cause these.
 SYSTEM_TRANSITIONS: dict[str, set[str]] = {
     UpdateState.QUEUED: {UpdateState.OFFERED, UpdateState.CANCELLED},
@@ -27,13 +38,28 @@ SYSTEM_TRANSITIONS: dict[str, set[str]] = {
     # Retries: automatic (back to offered) or by an operator (back to queued).
     UpdateState.FAILED: {UpdateState.OFFERED, UpdateState.QUEUED},
     UpdateState.ROLLED_BACK: {UpdateState.OFFERED, UpdateState.QUEUED},
-    UpdateState.SUCCEEDED: set(),
+    # A later VCI that contradicts a success reopens it.
+    UpdateState.SUCCEEDED: {UpdateState.FAILED, UpdateState.ROLLED_BACK},
     UpdateState.CANCELLED: set(),
 }
 
 
 class InvalidTransition(Exception):
     """A report would move a record somewhere the state machine forbids."""
+
+
+def next_step(state: str | None) -> str:
+    """ "download", "verify", "install", "reboot", or "none" when there is nothing to do."""
+    return NEXT_STEP.get(state, "none") if state else "none"
+
+
+def is_behind(current: str, target: str) -> bool:
+    """True for a report of an earlier phase of the attempt the record is in."""
+    return (
+        current in PROGRESS_RANK
+        and target in PROGRESS_RANK
+        and PROGRESS_RANK[target] < PROGRESS_RANK[current]
+    )
 
 
 def system_can_move(current: str, target: str) -> bool:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from core.api import ConflictError, DomainError
 from core.audit import record_event
+from core.db import retry_on_conflict
 from ecus.models import Ecu, RegistryEcu, RegistryZone, SoftwareChange
 from ecus.versions import InvalidVersion, SemVer
 from vehicles.models import VciSnapshot, Vehicle, ZonalGateway
@@ -206,6 +207,7 @@ def _parse_vci_ecus(vci: dict, known: dict[str, Ecu]) -> list[dict[str, str]]:
     return parsed
 
 
+@retry_on_conflict()
 def record_vci(*, vehicle: Vehicle, vci: Any, source: str = "http") -> VciResult:
     """Validate and store a VCI, update each ECU's software, settle an update awaiting reboot.
 
@@ -219,6 +221,12 @@ def record_vci(*, vehicle: Vehicle, vci: Any, source: str = "http") -> VciResult
     device_id = _text(vci, "device_id", "")
     trigger = _text(vci, "trigger", "", 32)
     with transaction.atomic():
+        # The lock order of ota.services: the vehicle row, then its updates, then its ECUs.
+        # The ECU rows are written before the update is judged, so the update is locked first.
+        Vehicle.objects.select_for_update().filter(pk=vehicle.pk).values_list("pk").first()
+        from ota.services import lock_open_updates
+
+        lock_open_updates(vehicle.pk)
         known = {ecu.ecu_id: ecu for ecu in Ecu.objects.filter(vehicle=vehicle)}
         entries = _parse_vci_ecus(vci, known)
         changed = _apply_vci(vehicle, entries, known)

@@ -166,6 +166,15 @@ class PackageDownloadView(APIView):
                 response.streaming_content = read_ahead(fh, 0, package.size)
             else:
                 response.streaming_content = read_ahead(fh, byte_range.first, byte_range.length)
+        if not head and vehicle is not None:
+            meter = services.DownloadMeter(
+                vehicle_id=vehicle.pk,
+                package_id=package.pk,
+                first=byte_range.first if byte_range else 0,
+            )
+            response.streaming_content = services.metered_download(
+                response.streaming_content, meter, asynchronous=response.is_async
+            )
         response["ETag"] = package.etag
         response["Last-Modified"] = last_modified
         response["Content-Disposition"] = f'attachment; filename="{package.pk}.otap"'

@@ -47,7 +47,9 @@ class UpdateCheckView(VehicleThrottled, APIView):
     @extend_schema(request=UpdateCheckRequestSerializer, responses=UpdateCheckSerializer)
     def post(self, request: Request) -> Response:
         vehicle = registered_vehicle(request)
-        vin = request.data.get("vin") if isinstance(request.data, dict) else None
+        form = UpdateCheckRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        vin = form.validated_data.get("vin")
         if vin and vin != vehicle.vin:
             raise PermissionDenied("a vehicle may only check its own updates")
         check = services.check_for_update(vehicle=vehicle)
@@ -57,6 +59,8 @@ class UpdateCheckView(VehicleThrottled, APIView):
             "update_id": update.pk if update else None,
             "campaign_id": update.campaign_id if update else None,
             "state": update.state if update else None,
+            "attempt": update.attempts if update else None,
+            "next_step": check.next_step,
             "items": check.items,
             "packages": check.packages,
             "total_size": sum(p["size"] for p in check.packages),
@@ -99,6 +103,7 @@ class StatusReportView(VehicleThrottled, APIView):
     )
     def post(self, request: Request) -> Response:
         vehicle = registered_vehicle(request)
+        StatusReportSerializer(data=request.data).is_valid(raise_exception=True)
         update = services.record_status_report(
             vehicle=vehicle, report=request.data, source=ReportSource.HTTP
         )
@@ -256,7 +261,10 @@ def _audit_events(request: Request) -> Any:
     params = request.query_params
     for name, lookup in (("since", "created_at__gte"), ("until", "created_at__lt")):
         if params.get(name):
-            moment = parse_datetime(params[name])
+            try:
+                moment = parse_datetime(params[name])
+            except ValueError:  # well-formed but impossible, such as month 13
+                moment = None
             if moment is None:
                 raise DomainError("an ISO 8601 time", field=name)
             events = events.filter(**{lookup: moment})

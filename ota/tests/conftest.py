@@ -109,3 +109,18 @@ def offered_update(vehicle, fleet_operator, ecm_release, fake_packages) -> Any:
 
     launch_campaign(fleet_operator, [ecm_release])
     return OtaUpdate.objects.get(vehicle=vehicle)
+
+
+def serve_packages(update: Any) -> None:
+    """Record every package of the update's plan as served in full, as the download view does."""
+    from firmware.services import record_package_served
+
+    update.refresh_from_db()
+    for package in update.plan.get("packages", []):
+        record_package_served(
+            vehicle_id=update.vehicle_id,
+            package_id=package["package_id"],
+            first=0,
+            count=package["size"],
+        )
+    update.refresh_from_db()

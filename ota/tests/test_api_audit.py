@@ -4,7 +4,8 @@ import csv
 import io
 import json
 
-from ota.tests.conftest import launch_campaign
+from ota.models import OtaUpdate
+from ota.tests.conftest import launch_campaign, serve_packages
 
 URL = "/api/v1/audit-events"
 
@@ -14,6 +15,7 @@ def test_audit_export_as_csv_carries_before_and_after(
 ) -> None:
     launch_campaign(fleet_operator, [ecm_release])
     vehicle_client.post("/api/v1/ota/check", {}, format="json")
+    serve_packages(OtaUpdate.objects.get(vehicle=vehicle))
     vehicle_client.post(
         "/api/v1/ota/status",
         {"vmg_state": 6, "running_versions": {"ECU_001": "2.0.0", "ECU_017": "2.0.0"}},

@@ -5,6 +5,7 @@ from core.models import AuditEvent
 from ecus.models import Ecu, SoftwareChange
 from ota.choices import UpdateState
 from ota.models import OtaUpdate, UpdateReport
+from ota.tests.conftest import serve_packages
 
 URL = "/api/v1/ota/status"
 NEW = {"ECU_001": "2.0.0", "ECU_017": "2.0.0"}
@@ -18,6 +19,12 @@ def report(client, update, **fields):
 def planned(vehicle_client, update) -> OtaUpdate:
     vehicle_client.post("/api/v1/ota/check", {}, format="json")
     update.refresh_from_db()
+    return update
+
+
+def downloaded(vehicle_client, update) -> OtaUpdate:
+    update = planned(vehicle_client, update)
+    serve_packages(update)
     return update
 
 
@@ -45,7 +52,7 @@ def test_completed_without_running_versions_is_not_success(vehicle_client, offer
 def test_success_needs_the_new_versions_running_after_reboot(
     vehicle, vehicle_client, offered_update
 ) -> None:
-    update = planned(vehicle_client, offered_update)
+    update = downloaded(vehicle_client, offered_update)
     report(vehicle_client, update, vmg_state=4, sequence=1)
     response = report(vehicle_client, update, vmg_state=6, sequence=2, running_versions=NEW)
     assert response.json()["state"] == UpdateState.SUCCEEDED
@@ -61,7 +68,7 @@ def test_success_needs_the_new_versions_running_after_reboot(
 
 
 def test_next_vci_after_reboot_proves_success(vehicle, vehicle_client, offered_update) -> None:
-    update = planned(vehicle_client, offered_update)
+    update = downloaded(vehicle_client, offered_update)
     report(vehicle_client, update, vmg_state=4, sequence=1)
     ecus = [{"ecu_id": e, "sw_version": v, "hw_version": "2.0"} for e, v in NEW.items()]
     response = vehicle_client.post(
@@ -127,22 +134,28 @@ def test_late_report_without_sequence_is_kept_as_stale(vehicle_client, offered_u
     assert response.json()["state"] == UpdateState.INSTALLING
 
 
-def test_backward_move_with_a_newer_sequence_is_refused_and_recorded(
+def test_an_earlier_phase_with_a_newer_sequence_is_answered_with_the_current_state(
     vehicle_client, offered_update
 ) -> None:
+    # A vehicle that restarted repeats an earlier phase of the same attempt: not a 409 that
+    # costs it the attempt, but the server's state, and it is still alive.
     update = planned(vehicle_client, offered_update)
     report(vehicle_client, update, vmg_state=3, sequence=1)
-    response = report(vehicle_client, update, vmg_state=1, sequence=2)
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "invalid_transition"
+    update.refresh_from_db()
+    deadline = update.deadline_at
+    response = report(vehicle_client, update, vmg_state=1, percentage=0, sequence=2)
+    assert response.status_code == 200
+    assert response.json()["state"] == UpdateState.INSTALLING
     update.refresh_from_db()
     assert update.state == UpdateState.INSTALLING
-    assert UpdateReport.objects.get(update=update, sequence=2).outcome == "refused"
-    assert AuditEvent.objects.filter(action="ota.report.refused").count() == 1
+    assert update.deadline_at >= deadline
+    assert UpdateReport.objects.get(update=update, sequence=2).outcome == "behind"
+    check = vehicle_client.post("/api/v1/ota/check", {}, format="json").json()
+    assert (check["state"], check["next_step"], check["attempt"]) == ("installing", "install", 1)
 
 
 def test_reports_after_success_are_refused(vehicle_client, offered_update) -> None:
-    update = planned(vehicle_client, offered_update)
+    update = downloaded(vehicle_client, offered_update)
     report(vehicle_client, update, vmg_state=6, sequence=1, running_versions=NEW)
     response = report(vehicle_client, update, vmg_state=1, sequence=2)
     assert response.status_code == 409

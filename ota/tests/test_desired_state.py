@@ -9,7 +9,7 @@ from ota.choices import UpdateState
 from ota.engine import run_tick
 from ota.models import OtaUpdate, UpdateReport
 from ota.services import check_for_update, record_status_report
-from ota.tests.conftest import launch_campaign
+from ota.tests.conftest import launch_campaign, serve_packages
 from vehicles.choices import VehicleStatus
 
 NEW = {"ECU_001": "2.0.0", "ECU_017": "2.0.0"}
@@ -44,6 +44,7 @@ def test_an_offer_is_retained_for_the_vehicle_after_commit_and_marks_it_updating
     assert message.document["pending_update"] == {
         "update_id": update.pk,
         "campaign_id": update.campaign_id,
+        "attempt": 1,
         "check_url": "https://ota.example.com:8443/api/v1/ota/check",
     }
     vehicle.refresh_from_db()
@@ -56,6 +57,7 @@ def test_success_clears_the_desired_state_and_the_vehicle_is_active_again(
 ) -> None:  # fmt: skip
     update = _offer(fleet_operator, ecm_release, django_capture_on_commit_callbacks)
     check_for_update(vehicle=vehicle)
+    serve_packages(update)
     with django_capture_on_commit_callbacks(execute=True):
         record_status_report(
             vehicle=vehicle,
@@ -148,6 +150,7 @@ def test_a_second_report_of_the_same_outcome_is_not_recorded_twice(
 ) -> None:
     update = _offer(fleet_operator, ecm_release, django_capture_on_commit_callbacks)
     check_for_update(vehicle=vehicle)
+    serve_packages(update)
     for report_id in ("done-1", "done-2"):
         record_status_report(
             vehicle=vehicle,

@@ -19,7 +19,7 @@ from ota.choices import CampaignStatus, UpdateState
 from ota.engine import run_tick
 from ota.models import Campaign, OtaUpdate
 from ota.services import record_status_report
-from ota.tests.conftest import launch_campaign
+from ota.tests.conftest import launch_campaign, serve_packages
 from vehicles.models import Vehicle
 from vehicles.services import register_vehicle
 
@@ -38,6 +38,7 @@ def succeed(update: OtaUpdate) -> None:
     from ota.services import check_for_update
 
     check_for_update(vehicle=update.vehicle)
+    serve_packages(update)
     record_status_report(
         vehicle=update.vehicle,
         report={"update_id": update.pk, "vmg_state": 6, "running_versions": NEW},
