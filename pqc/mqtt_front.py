@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from core.mqtt.connection import broker_address
 from core.mqtt.topics import DEFAULT_ROOT, INBOUND_KINDS, OUTBOUND_KINDS, STATUS, topic_for
+from core.mqtt.topics import topic_root as configured_topic_root
 from pqc.pki import VIN_RE, common_name, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -30,11 +31,8 @@ logger = logging.getLogger(__name__)
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT, AUTH = range(8, 16)
 DEFAULT_MAX_PACKET = 1024 * 1024
-# Defaults of the OTA_MQTT_* settings of the same names.
+# Default of the OTA_MQTT_CONNECT_TIMEOUT_SECONDS setting: TLS handshake and CONNECT together.
 CONNECT_TIMEOUT_SECONDS = 10.0
-MAX_CONNECTIONS = 10000
-# Vehicles behind a carrier's NAT share addresses, so this is far above one vehicle's need.
-MAX_CONNECTIONS_PER_IP = 256
 
 # MQTT 5 properties (section 2.2.2.2) that name topics or carry authentication.
 PROP_RESPONSE_TOPIC = 0x08
@@ -452,6 +450,10 @@ def split_packets(buf: bytearray, max_packet: int) -> list[tuple[int, int, bytes
     return packets
 
 
+def _kind(violation: MqttViolation) -> str:
+    return "malformed" if isinstance(violation, MqttMalformed) else "not_authorized"
+
+
 def certificate_speaks_for(vin: str, cert_fingerprint: str) -> bool:
     """Whether a certificate may act as `vin`: the same rule as the vehicle API's.
 
@@ -506,25 +508,19 @@ class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
         self.pending_bytes = 0
         self.closed = False
         self.peer_ip: str | None = None
+        self._abort_call: Any = None
 
     def connectionMade(self) -> None:  # noqa: N802
         self.callLater = self.factory.reactor.callLater
-        peer_ip = str(getattr(self.transport.getPeer(), "host", ""))
-        refusal = self.factory.admit(peer_ip)
-        if refusal:
-            logger.warning("MQTT front refused a connection from %s: %s", peer_ip, refusal)
-            self.closed = True
-            self.transport.abortConnection()
-            return
-        self.peer_ip = peer_ip
+        self.peer_ip = str(getattr(self.transport.getPeer(), "host", ""))
         # Covers the TLS handshake too: a complete CONNECT must arrive within this time.
         self.setTimeout(self.factory.connect_timeout)
 
     def timeoutConnection(self) -> None:  # noqa: N802
         if self.guard is None or self.guard.protocol_level is None:
-            self._drop("no CONNECT in time", b"")
+            self._drop("timeout", "no CONNECT in time", b"")
         else:
-            self._drop("silent past 1.5 times its keep-alive", b"")
+            self._drop("timeout", "silent past 1.5 times its keep-alive", b"")
 
     def _certificate(self) -> tuple[str, str] | None:
         """VIN and fingerprint of the verified client certificate."""
@@ -541,7 +537,7 @@ class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
         if self.guard is None:
             identity = self._certificate()
             if identity is None:
-                self._drop("no vehicle certificate", b"")
+                self._drop("not_authorized", "no vehicle certificate", b"")
                 return
             self.vin, self.cert_fingerprint = identity
             self.guard = MqttGuard(
@@ -554,7 +550,7 @@ class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
                 try:
                     guard.check(packet_type, flags, body)
                 except MqttViolation as exc:
-                    self._drop(str(exc), guard.refusal(packet_type, exc))
+                    self._drop(_kind(exc), str(exc), guard.refusal(packet_type, exc))
                     return
                 if packet_type == CONNECT:
                     self._connect_checked(raw)
@@ -564,7 +560,7 @@ class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
                 if self.closed:
                     return
         except MqttViolation as exc:
-            self._drop(str(exc), guard.refusal(0, exc))
+            self._drop(_kind(exc), str(exc), guard.refusal(0, exc))
 
     def _connect_checked(self, raw: bytes) -> None:
         assert self.guard is not None
@@ -587,7 +583,11 @@ class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
             return
         if not allowed:
             assert self.guard is not None
-            self._drop("certificate is not the one bound to this VIN", self.guard.refusal(CONNECT))
+            self._drop(
+                "not_authorized",
+                "certificate is not the one bound to this VIN",
+                self.guard.refusal(CONNECT),
+            )
             return
         endpoint = TCP4ClientEndpoint(
             self.factory.reactor, self.factory.upstream_host, self.factory.upstream_port, timeout=10
@@ -599,7 +599,9 @@ class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
                      failure.getErrorMessage())  # fmt: skip
         if not self.closed:
             assert self.guard is not None
-            self._drop("certificate binding unknown", self.guard.refusal(CONNECT))
+            self._drop(
+                "binding_unknown", "certificate binding unknown", self.guard.refusal(CONNECT)
+            )
 
     def _upstream_failed(self, failure: Failure) -> None:
         logger.error("MQTT upstream %s:%s unreachable: %s", self.factory.upstream_host,
@@ -622,15 +624,16 @@ class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
         self.pending_bytes += len(raw)
         if self.pending_bytes > self.factory.max_packet:
             assert self.guard is not None
-            self._drop("too much sent before the broker connection opened",
+            self._drop("oversized", "too much sent before the broker connection opened",
                        self.guard.refusal(PUBLISH))  # fmt: skip
             return
         self.pending.append(raw)
 
-    def _drop(self, reason: str, farewell: bytes) -> None:
+    def _drop(self, kind: str, reason: str, farewell: bytes) -> None:
         vin = self.guard.vin if self.guard else None
-        logger.warning("MQTT front dropped vehicle %s from %s: %s", vin, self.peer_ip, reason)
-        self.factory.dropped[reason.split(" ")[0]] += 1
+        logger.warning("MQTT front dropped vehicle %s from %s (%s): %s", vin, self.peer_ip, kind,
+                       reason)  # fmt: skip
+        self.factory.dropped[kind] += 1
         if farewell:
             self.transport.write(farewell)
         self._close()
@@ -640,16 +643,16 @@ class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
         self.setTimeout(None)
         self.transport.loseConnection()
         # A peer that reads nothing would hold a TLS close open; this one is not waited for.
-        self.factory.reactor.callLater(5, self.transport.abortConnection)
+        if self._abort_call is None:
+            self._abort_call = self.factory.reactor.callLater(5, self.transport.abortConnection)
         if self.upstream is not None:
             self.upstream.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802
         self.closed = True
         self.setTimeout(None)
-        if self.peer_ip is not None:
-            self.factory.release(self.peer_ip)
-            self.peer_ip = None
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
         if self.upstream is not None:
             self.upstream.transport.loseConnection()
 
@@ -667,46 +670,17 @@ class MqttFrontFactory(protocol.Factory):
         max_packet: int = DEFAULT_MAX_PACKET,
         topic_root: str | None = None,
         connect_timeout: float | None = None,
-        max_connections: int | None = None,
-        max_connections_per_ip: int | None = None,
     ) -> None:
         from twisted.internet import reactor
-
-        from core.mqtt.topics import topic_root as configured_root
 
         self.reactor: Any = reactor
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
         self.max_packet = max_packet
-        self.topic_root = topic_root or configured_root()
+        self.topic_root = topic_root or configured_topic_root()
         self.connect_timeout = float(
             connect_timeout
             or getattr(settings, "OTA_MQTT_CONNECT_TIMEOUT_SECONDS", CONNECT_TIMEOUT_SECONDS)
         )
-        self.max_connections = int(
-            max_connections or getattr(settings, "OTA_MQTT_MAX_CONNECTIONS", MAX_CONNECTIONS)
-        )
-        self.max_connections_per_ip = int(
-            max_connections_per_ip
-            or getattr(settings, "OTA_MQTT_MAX_CONNECTIONS_PER_IP", MAX_CONNECTIONS_PER_IP)
-        )
-        self.connections = 0
-        self.connections_by_ip: Counter[str] = Counter()
-        # Dropped connections by the first word of the reason, for logs and tests.
+        # Dropped connections by kind of reason ("not_authorized", "malformed", "timeout", ...).
         self.dropped: Counter[str] = Counter()
-
-    def admit(self, peer_ip: str) -> str:
-        """Count a new connection; a non-empty answer says why it is refused instead."""
-        if self.connections >= self.max_connections:
-            return f"{self.connections} connections open, the limit"
-        if self.connections_by_ip[peer_ip] >= self.max_connections_per_ip:
-            return f"{self.connections_by_ip[peer_ip]} connections from this address, the limit"
-        self.connections += 1
-        self.connections_by_ip[peer_ip] += 1
-        return ""
-
-    def release(self, peer_ip: str) -> None:
-        self.connections -= 1
-        self.connections_by_ip[peer_ip] -= 1
-        if not self.connections_by_ip[peer_ip]:
-            del self.connections_by_ip[peer_ip]

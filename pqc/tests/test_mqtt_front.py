@@ -430,7 +430,7 @@ def test_remaining_length_longer_than_four_bytes_is_malformed() -> None:
 # The CONNECT the broker sees -------------------------------------------------------------------
 
 
-def _packet(packet_type: int, body: bytes) -> bytes:
+def mqtt_packet(packet_type: int, body: bytes) -> bytes:
     length, encoded = len(body), bytearray()
     while True:
         byte, length = length & 0x7F, length >> 7
@@ -442,23 +442,23 @@ def _packet(packet_type: int, body: bytes) -> bytes:
 @pytest.mark.parametrize("level", [4, 5])
 def test_connect_is_rewritten_with_the_fronts_own_broker_credentials(level: int) -> None:
     original = connect_body(VIN, level, will=(STATUS, b"{}"), will_retain=True)
-    rewritten = connect_with_credentials(_packet(CONNECT, original), "front", "s3cret")
+    rewritten = connect_with_credentials(mqtt_packet(CONNECT, original), "front", "s3cret")
     expected = connect_body(
         VIN, level, will=(STATUS, b"{}"), will_retain=True, username="front", password=b"s3cret"
     )
-    assert rewritten == _packet(CONNECT, expected)
+    assert rewritten == mqtt_packet(CONNECT, expected)
     (packet,) = split_packets(bytearray(rewritten), 1024)
     assert packet[2] == expected
 
 
 def test_connect_is_passed_unchanged_when_the_broker_needs_no_credentials() -> None:
-    raw = _packet(CONNECT, connect_body(VIN))
+    raw = mqtt_packet(CONNECT, connect_body(VIN))
     assert connect_with_credentials(raw, None, None) == raw
 
 
 def test_connect_rewrite_grows_the_remaining_length_field() -> None:
     long_password = "p" * 200
-    raw = _packet(CONNECT, connect_body(VIN))
+    raw = mqtt_packet(CONNECT, connect_body(VIN))
     rewritten = connect_with_credentials(raw, "front", long_password)
     (packet,) = split_packets(bytearray(rewritten), 4096)
     assert packet[2].endswith(_s("front") + _s(long_password))
