@@ -1,10 +1,13 @@
-"""Vehicle authentication from the mutual-TLS identity that only the TLS layer can set."""
+"""Authentication: vehicles by their mutual-TLS identity, operators by hashed API tokens."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from axes.backends import AxesStandaloneBackend
+from django.utils import timezone
+from knox import auth as knox_auth
 from rest_framework import authentication, exceptions
 
 # Key of the TLS identity in a WSGI/test request's META. Header-borne values always arrive
@@ -82,3 +85,27 @@ class VehicleTLSAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Any) -> str:
         return "mTLS"
+
+
+class OperatorTokenAuthentication(knox_auth.TokenAuthentication):
+    """`Authorization: Token <token>` for operators; tokens are kept as SHA-512 digests.
+
+    An expired token is refused but not deleted here: tokens end only through core.tokens,
+    which audits it.
+    """
+
+    def _cleanup_token(self, auth_token: Any) -> bool:
+        return auth_token.expiry is not None and auth_token.expiry <= timezone.now()
+
+
+class LoginLockoutBackend(AxesStandaloneBackend):
+    """Refuses logins from a client locked out after repeated failures (django-axes).
+
+    A login without a request (management commands, in-process checks) has no client address
+    to count failures against, so it is left to the other backends.
+    """
+
+    def authenticate(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        if request is None:
+            return None
+        return super().authenticate(request, *args, **kwargs)

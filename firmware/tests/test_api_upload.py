@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from core.tokens import create_token
 from firmware.models import Firmware
 from firmware.tests import factories
 
@@ -34,7 +34,8 @@ def _form(**overrides: object) -> dict[str, object]:
 def test_fleet_engineer_uploads_with_a_token(fleet_engineer) -> None:
     factories.ecu_type("ECM")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=fleet_engineer).key}")
+    token = create_token(fleet_engineer, actor=fleet_engineer, lifetime=None)[1]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     response = client.post(URL, _form(), format="multipart")
     assert response.status_code == 201, response.json()
     body = response.json()

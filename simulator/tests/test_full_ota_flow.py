@@ -113,12 +113,12 @@ def server(broker, registry, settings, tmp_path) -> Iterator[Server]:
 @pytest.fixture
 def operator_token(fleet_engineer) -> str:
     from django.contrib.auth.models import Group
-    from rest_framework.authtoken.models import Token
 
     from core.roles import Role
+    from core.tokens import create_token
 
     fleet_engineer.groups.add(Group.objects.get_or_create(name=Role.OPERATOR)[0])
-    return Token.objects.create(user=fleet_engineer).key
+    return create_token(fleet_engineer, actor=fleet_engineer, lifetime=None)[1]
 
 
 class Console:
