@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import enum
 
 import zstandard
@@ -79,6 +80,40 @@ def make_delta(algorithm: DeltaAlgorithm, base: bytes, target: bytes, *, level: 
     raise DeltaError(f"cannot make a delta with {algorithm!r}")
 
 
+def _bounded_bz2(data: bytes, limit: int, block: str) -> bytes:
+    """Decompress one bzip2 stream into at most `limit` bytes, refusing more or trailing data."""
+    decompressor = bz2.BZ2Decompressor()
+    out = decompressor.decompress(data, max_length=limit + 1)
+    if len(out) > limit:
+        raise DeltaError(f"bsdiff4 {block} block decodes to more than {limit} bytes")
+    if not decompressor.eof:
+        raise DeltaError(f"bsdiff4 {block} block is cut short")
+    if decompressor.unused_data:
+        raise DeltaError(f"bsdiff4 {block} block has trailing data")
+    return out
+
+
+def _bsdiff4_blocks(delta: bytes, new_size: int) -> tuple[bytes, bytes, bytes]:
+    """The three blocks of a BSDIFF40 patch, each decoded under a bound set by the new size.
+
+    bsdiff4's own reader decompresses them without a limit, so a small patch could expand
+    without bound before its declared size is ever compared with the output.
+    """
+    control_size = int.from_bytes(delta[8:16], "little")
+    diff_size = int.from_bytes(delta[16:24], "little")
+    if 32 + control_size + diff_size > len(delta):
+        raise DeltaError("bsdiff4 block lengths run past the patch")
+    control_end = 32 + control_size
+    diff_end = control_end + diff_size
+    # A control triple is 24 bytes; one per 24 bytes of output is far more than bsdiff writes.
+    control = _bounded_bz2(delta[32:control_end], new_size + 24, "control")
+    if len(control) % 24:
+        raise DeltaError("bsdiff4 control block is not whole triples")
+    diff = _bounded_bz2(delta[control_end:diff_end], new_size, "diff")
+    extra = _bounded_bz2(delta[diff_end:], new_size, "extra")
+    return control, diff, extra
+
+
 def apply_delta(algorithm: DeltaAlgorithm, base: bytes, delta: bytes, *, max_size: int) -> bytes:
     """Apply a delta to base; never returns more than max_size bytes."""
     try:
@@ -96,9 +131,10 @@ def apply_delta(algorithm: DeltaAlgorithm, base: bytes, delta: bytes, *, max_siz
             new_size = int.from_bytes(delta[24:32], "little")
             if new_size > max_size:
                 raise DeltaError(f"delta declares {new_size} bytes, limit {max_size}")
-            import bsdiff4
+            from bsdiff4.core import patch
 
-            return bsdiff4.patch(base, delta)
+            control, diff, extra = _bsdiff4_blocks(delta, new_size)
+            return patch(base, new_size, control, diff, extra)
     except DeltaError:
         raise
     except ImportError:

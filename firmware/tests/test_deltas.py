@@ -38,3 +38,37 @@ def test_delta_larger_than_the_declared_limit_is_refused(algorithm: DeltaAlgorit
 def test_garbage_delta_raises_delta_error_only(algorithm: DeltaAlgorithm, garbage: bytes) -> None:
     with pytest.raises(DeltaError):
         apply_delta(algorithm, b"base image", garbage, max_size=1000)
+
+
+@pytest.mark.parametrize("block", ["control", "diff", "extra"])
+def test_bsdiff4_block_expanding_past_the_declared_size_is_refused_without_expanding(
+    block: str,
+) -> None:
+    import bz2
+    import tracemalloc
+
+    new_size = 100
+    blocks = {"control": bz2.compress(b""), "diff": bz2.compress(b""), "extra": bz2.compress(b"")}
+    # 64 MiB of zeros compress to about 50 bytes: a bomb unless decoding stops at the bound.
+    blocks[block] = bz2.compress(bytes(64 * 1024**2))
+    header = b"BSDIFF40" + b"".join(
+        n.to_bytes(8, "little") for n in (len(blocks["control"]), len(blocks["diff"]), new_size)
+    )
+    delta = header + blocks["control"] + blocks["diff"] + blocks["extra"]
+    tracemalloc.start()
+    try:
+        with pytest.raises(DeltaError, match=f"{block} block decodes to more than"):
+            apply_delta(DeltaAlgorithm.BSDIFF4, b"base", delta, max_size=1000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024**2
+
+
+def test_bsdiff4_block_with_trailing_data_is_refused() -> None:
+    import bz2
+
+    target = b"new image"
+    delta = make_delta(DeltaAlgorithm.BSDIFF4, b"old image", target)
+    with pytest.raises(DeltaError, match="extra block has trailing data"):
+        apply_delta(DeltaAlgorithm.BSDIFF4, b"old image", delta + bz2.compress(b"x"), max_size=100)
