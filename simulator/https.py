@@ -12,6 +12,7 @@ import hashlib
 import json as jsonlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,12 @@ class VehicleHttps:
     credentials: ClientCredentials
     server_hostname: str = "localhost"
     timeout: float = 30.0
+    # A server restarting or without its database (503, or no answer at all) is waited for:
+    # at most `retries` more tries, backing off from `backoff` up to `backoff_max` seconds.
+    retries: int = 6
+    backoff: float = 0.5
+    backoff_max: float = 8.0
+    retry_after_cap: float = 30.0
     sessions: list[TlsSessionInfo] = field(default_factory=list)
     stats: DownloadStats = field(default_factory=DownloadStats)
     _conn: PqcTlsConnection | None = None
@@ -210,9 +217,34 @@ class VehicleHttps:
             if cut is not None and len(body) >= cut:
                 raise ConnectionCut(body[:cut])
 
+    def send(self, method: str, path: str, *, json: Any = None) -> Response:
+        """A request retried, bounded and with backoff, while the server is unavailable."""
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.request(method, path, json=json)
+            except HttpsError as exc:
+                if attempt == self.retries:
+                    raise
+                logger.warning("%s %s: %s; retrying in %.1f s", method, path, exc, delay)
+                wait = delay
+            else:
+                if response.status != 503 or attempt == self.retries:
+                    return response
+                retry_after = response.headers.get("retry-after", "")
+                wait = (
+                    min(float(retry_after), self.retry_after_cap)
+                    if retry_after.isdigit()
+                    else delay
+                )
+                logger.warning("%s %s: 503; retrying in %.1f s", method, path, wait)
+            time.sleep(wait)
+            delay = min(delay * 2, self.backoff_max)
+        raise AssertionError("unreachable")
+
     def call(self, method: str, path: str, *, json: Any = None, ok: tuple[int, ...] = ()) -> Any:
         """A JSON request that must succeed (2xx or one of `ok`); returns the decoded body."""
-        response = self.request(method, path, json=json)
+        response = self.send(method, path, json=json)
         if not (200 <= response.status < 300 or response.status in ok):
             try:
                 detail = response.json()

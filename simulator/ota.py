@@ -97,6 +97,8 @@ class OtaAgent:
         self._ready: dict[str, Any] | None = None
         self._failures_left = self.options.fail_times if self.options.fail != "none" else 0
         self.min_package_version: dict[str, int] = {}
+        # (update_id, attempt) of offers carried through to an outcome; kept across restarts.
+        self.finished_offers: set[tuple[int, int]] = set()
         self._load_state()
 
     # persistent state: what runs, and the anti-rollback floor per zone ----------------------
@@ -113,6 +115,7 @@ class OtaAgent:
             if ecu_id in self.ecus:
                 self.ecus[ecu_id].run_version(running["sw_version"], running.get("sha256", ""))
         self.min_package_version = state.get("min_package_version", {})
+        self.finished_offers = {tuple(offer) for offer in state.get("finished_offers", [])}
 
     def _save_state(self) -> None:
         state = {
@@ -121,6 +124,7 @@ class OtaAgent:
                 for e in self.ecus.values()
             },
             "min_package_version": self.min_package_version,
+            "finished_offers": sorted(self.finished_offers),
         }
         tmp = self._state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1))
@@ -171,7 +175,7 @@ class OtaAgent:
         if self.options.status_via == "mqtt" and self.mqtt_status is not None:
             self.mqtt_status(**document)
             return
-        response = self.api.request("POST", "/api/v1/ota/status", json=document)
+        response = self.api.send("POST", "/api/v1/ota/status", json=document)
         if response.status in (404, 409):
             raise StopUpdate(f"server refused the report: {response.body[:200]!r}")
         if response.status >= 300:
@@ -189,6 +193,15 @@ class OtaAgent:
             self._stop.set()
             return True
         return False
+
+    def has_finished(self, offer: dict[str, Any]) -> bool:
+        """True for a (retained, re-sent) offer this vehicle already carried to an outcome."""
+        key = (offer.get("update_id"), offer.get("attempt"))
+        return key in self.finished_offers
+
+    def _finished(self, update_id: int, attempt: int | None) -> None:
+        self.finished_offers.add((update_id, attempt))
+        self._save_state()
 
     def start_in_background(self, reason: str) -> bool:
         """Run `run_update` in a thread unless an update is already under way."""
@@ -228,9 +241,26 @@ class OtaAgent:
         plan = self.check()
         if not plan.get("update_available"):
             return UpdateOutcome(plan.get("update_id"), "none", plan.get("refused", ""))
-        update_id = plan["update_id"]
+        update_id, attempt = plan["update_id"], plan.get("attempt")
         if self._ready is not None and self._ready["update_id"] == update_id:
             return UpdateOutcome(update_id, "ready", "installed, waiting for the activate command")
+        targets = {item["ecu_id"]: item["to_version"] for item in plan["items"]}
+        if all(
+            ecu_id in self.ecus and self.ecus[ecu_id].sw_version == version
+            for ecu_id, version in targets.items()
+        ):
+            # Already running the targets (say the server restarted before it took our last
+            # report): prove it instead of installing again.
+            self.report(
+                update_id,
+                COMPLETED,
+                percentage=100,
+                current_step="running",
+                running_versions=targets,
+            )
+            self.send_vci("post_update")
+            self._finished(update_id, attempt)
+            return UpdateOutcome(update_id, "succeeded", "already running the targets", targets)
         logger.info("%s: update %s offered (%s)", self.vin, update_id, reason)
         spoil = self._spoil()
         try:
@@ -253,6 +283,7 @@ class OtaAgent:
         staged = self._install(update_id, plan, files, packages)
         self._ready = {
             "update_id": update_id,
+            "attempt": attempt,
             "staged": staged,
             "spoil": spoil,
             "packages": packages,
@@ -421,6 +452,7 @@ class OtaAgent:
             update_id, COMPLETED, percentage=100, current_step="rebooted", running_versions=running
         )
         self.send_vci("post_update")
+        self._finished(update_id, ready.get("attempt"))
         return UpdateOutcome(update_id, "succeeded", "", running)
 
 

@@ -184,9 +184,12 @@ class SimulatedVehicle:
             pending = document.get("pending_update")
             logger.info("%s desired state: %s", self.config.vin, pending)
             if self.ota is not None:
-                if pending:
-                    # A retained offer arrives at every (re)connect: the update check tells
-                    # whether there is still work to do.
+                if pending and self.ota.has_finished(pending):
+                    # The retained offer comes again at every reconnect: one already carried
+                    # to its outcome is not run again.
+                    logger.info("%s: offer %s already finished", self.config.vin, pending)
+                elif pending:
+                    # The update check tells whether there is still work to do.
                     self.ota.start_in_background("desired state")
                 else:
                     self.ota.stop()
