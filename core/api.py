@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import status
+from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from core.jsonlimits import MAX_DB_INTEGER
 
 
 class DomainError(Exception):
@@ -36,6 +39,15 @@ class NotFoundError(DomainError):
     code = "not_found"
 
 
+class BoundedIntegerField(serializers.IntegerField):
+    """An integer that fits the database's 64-bit columns unless a narrower bound is given."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", -MAX_DB_INTEGER - 1)
+        kwargs.setdefault("max_value", MAX_DB_INTEGER)
+        super().__init__(**kwargs)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every error is `{"error": {"code", "message", "fields": {name: [messages]}}}`."""
     if isinstance(exc, DomainError):
@@ -58,9 +70,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = "invalid"
     else:
         fields = {}
-        message = str(detail.get("detail", detail)) if isinstance(detail, dict) else str(detail)
-        code = getattr(getattr(exc, "detail", None), "code", None) or getattr(
-            exc, "default_code", "error"
+        message_detail = detail.get("detail", detail) if isinstance(detail, dict) else detail
+        message = str(message_detail)
+        # DRF turns Django's Http404 and PermissionDenied into its own errors: the code is on
+        # the detail of the response, not on the exception raised.
+        code = (
+            getattr(getattr(exc, "detail", None), "code", None)
+            or getattr(message_detail, "code", None)
+            or getattr(exc, "default_code", "error")
         )
+        if isinstance(exc, ParseError):
+            fields = {"body": [message]}
     response.data = {"error": {"code": code, "message": message, "fields": fields}}
     return response

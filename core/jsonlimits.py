@@ -9,6 +9,7 @@ any parser sees it.
 from __future__ import annotations
 
 import json
+import math
 import re
 from itertools import accumulate
 from typing import Any
@@ -43,9 +44,17 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    # A literal such as 1e999 parses to infinity, which no column or consumer can hold.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is beyond the range of a double")
+    return value
+
+
 def loads(data: bytes | str, *, limit: int = MAX_JSON_DEPTH) -> Any:
-    """Parse untrusted JSON: depth bounded before parsing, NaN and Infinity refused."""
+    """Parse untrusted JSON: depth bounded before parsing, only finite numbers."""
     raw = data.encode() if isinstance(data, str) else data
     if exceeds_depth(raw, limit):
         raise JSONDepthError(f"JSON nests deeper than {limit} levels")
-    return json.loads(raw, parse_constant=_refuse_constant)
+    return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)

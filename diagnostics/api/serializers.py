@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from core.api import BoundedIntegerField
 from diagnostics.choices import ControlCommandName
 from diagnostics.models import (
     ControlCommand,
@@ -79,7 +80,7 @@ class ControlSendSerializer(serializers.Serializer):
     vins = serializers.ListField(
         child=serializers.CharField(max_length=17), required=False, allow_empty=False
     )
-    campaign_id = serializers.IntegerField(required=False, min_value=1)
+    campaign_id = BoundedIntegerField(required=False, min_value=1)
     params = serializers.DictField(required=False, default=dict)
     timeout_s = serializers.IntegerField(
         min_value=1, max_value=86400, default=DEFAULT_CONTROL_TIMEOUT_S

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from core.api import BoundedIntegerField
 from core.models import AuditEvent
 from ota.campaigns import EDITABLE_FIELDS
 from ota.models import Campaign, CampaignWave, OtaUpdate
@@ -34,7 +35,7 @@ class UpdateCheckSerializer(serializers.Serializer):
 
 
 class PackageRequestSerializer(serializers.Serializer):
-    update_id = serializers.IntegerField(required=False, min_value=1)
+    update_id = BoundedIntegerField(required=False, min_value=1)
     zonal_gateway_id = serializers.CharField(required=False, max_length=32)
 
 
@@ -44,17 +45,22 @@ class PackageListSerializer(serializers.Serializer):
 
 
 class StatusReportSerializer(serializers.Serializer):
-    """Documentation of a status report; `ota.services.parse_status_report` validates it."""
+    """The shape and bounds of a status report, checked before `ota.services.record_status_report`
+    (which judges its content and names the field of any other fault)."""
 
-    update_id = serializers.IntegerField(required=False)
-    report_id = serializers.CharField(required=False)
-    sequence = serializers.IntegerField(required=False)
+    update_id = BoundedIntegerField(required=False, min_value=1)
+    report_id = serializers.CharField(required=False, max_length=64)
+    sequence = BoundedIntegerField(required=False, min_value=0)
     vmg_state = serializers.IntegerField(min_value=0, max_value=6, required=False)
-    state = serializers.CharField(required=False, help_text="VMG state name instead of vmg_state")
+    state = serializers.CharField(
+        required=False, max_length=16, help_text="VMG state name instead of vmg_state"
+    )
     percentage = serializers.IntegerField(min_value=0, max_value=100, required=False)
-    current_step = serializers.CharField(required=False)
-    error = serializers.CharField(required=False)
-    running_versions = serializers.DictField(child=serializers.CharField(), required=False)
+    current_step = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    error = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    running_versions = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=64), required=False
+    )
     rolled_back = serializers.BooleanField(required=False)
 
 
@@ -151,15 +157,23 @@ class CampaignWriteSerializer(serializers.Serializer):
 
     name = serializers.CharField(max_length=120)
     description = serializers.CharField(required=False, allow_blank=True)
-    firmware_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1)
+    firmware_ids = serializers.ListField(
+        child=BoundedIntegerField(min_value=1), min_length=1, max_length=100
+    )
     target_model_names = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False
+        child=serializers.CharField(max_length=100), required=False, max_length=1000
     )
     target_model_years = serializers.ListField(
-        child=serializers.IntegerField(min_value=1980, max_value=2100), required=False
+        child=serializers.IntegerField(min_value=1980, max_value=2100),
+        required=False,
+        max_length=200,
     )
-    target_zones = serializers.ListField(child=serializers.CharField(max_length=32), required=False)
-    target_vins = serializers.ListField(child=serializers.CharField(max_length=17), required=False)
+    target_zones = serializers.ListField(
+        child=serializers.CharField(max_length=32), required=False, max_length=100
+    )
+    target_vins = serializers.ListField(
+        child=serializers.CharField(max_length=17), required=False, max_length=100_000
+    )
     min_current_version = serializers.CharField(max_length=64, required=False, allow_blank=True)
     max_current_version = serializers.CharField(max_length=64, required=False, allow_blank=True)
     wave_percentages = serializers.ListField(

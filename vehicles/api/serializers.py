@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from ecus.models import SoftwareChange
+from vehicles.choices import VehicleStatus
 from vehicles.models import VciSnapshot, Vehicle, ZonalGateway
 
 
@@ -11,6 +12,14 @@ class VehicleRegisterSerializer(serializers.Serializer):
     model_name = serializers.CharField(max_length=100)
     model_year = serializers.IntegerField(min_value=1980, max_value=2100)
     vmg_id = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
+
+
+class VehicleFilterSerializer(serializers.Serializer):
+    """Query parameters of the fleet list."""
+
+    model_name = serializers.CharField(required=False, max_length=100)
+    model_year = serializers.IntegerField(required=False, min_value=1980, max_value=2100)
+    status = serializers.ChoiceField(required=False, choices=VehicleStatus.choices)
 
 
 class ZonalGatewaySerializer(serializers.ModelSerializer):

@@ -19,6 +19,7 @@ from vehicles.api.serializers import (
     VciSerializer,
     VciSnapshotSerializer,
     VehicleBriefSerializer,
+    VehicleFilterSerializer,
     VehicleRegisterSerializer,
     VehicleSerializer,
 )
@@ -65,13 +66,16 @@ class VehicleListView(generics.ListAPIView):
     permission_classes = [IsViewer]
     serializer_class = VehicleBriefSerializer
 
+    @extend_schema(parameters=[VehicleFilterSerializer])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self) -> Any:
-        vehicles = Vehicle.objects.all()
-        for name in ("model_name", "model_year", "status"):
-            value = self.request.query_params.get(name)
-            if value:
-                vehicles = vehicles.filter(**{name: value})
-        return vehicles
+        # An empty parameter (a form's blank field) filters nothing, as before.
+        given = {name: value for name, value in self.request.query_params.items() if value}
+        filters = VehicleFilterSerializer(data=given)
+        filters.is_valid(raise_exception=True)
+        return Vehicle.objects.filter(**filters.validated_data).order_by("vin")
 
 
 class VehicleDetailView(VehicleThrottled, APIView):
