@@ -90,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     plain = parser.add_argument_group("MQTT only (no updates)")
     plain.add_argument("--mqtt-url", help="plain MQTT on loopback, e.g. mqtt://127.0.0.1:1883")
     parser.add_argument("--mqtt311", action="store_true", help="MQTT 3.1.1 instead of 5")
-    parser.add_argument("--topic-root", default="vehicle")
+    parser.add_argument(
+        "--topic-root", default="vehicle", help="the server's MQTT_TOPIC_ROOT (default: vehicle)"
+    )
     parser.add_argument("--telemetry-interval", type=float, default=10.0)
     parser.add_argument("--telemetry-count", type=int, default=None, help="stop after N messages")
     parser.add_argument(
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
             mqtt_protocol=mqtt.MQTTv311 if args.mqtt311 else mqtt.MQTTv5,
             answer_rule=args.answer_ecus,
             telemetry_interval=args.telemetry_interval,
+            topic_root=args.topic_root,
         ).start(register=not args.no_register)
         vehicle = reference.mqtt
         assert vehicle is not None

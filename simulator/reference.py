@@ -55,6 +55,8 @@ class ReferenceVehicle:
     mqtt_protocol: int = mqtt.MQTTv5
     answer_rule: str = "all"
     telemetry_interval: float = 10.0
+    # The server's MQTT_TOPIC_ROOT: the front admits only topics under it.
+    topic_root: str = "vehicle"
 
     def __post_init__(self) -> None:
         self.https = VehicleHttps(
@@ -97,6 +99,7 @@ class ReferenceVehicle:
                 vin=self.vin,
                 port=self.tunnel.port,
                 protocol=self.mqtt_protocol,
+                topic_root=self.topic_root,
                 telemetry_interval=self.telemetry_interval,
                 answer_rule=self.answer_rule,
             ),

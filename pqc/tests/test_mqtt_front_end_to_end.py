@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -9,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -18,6 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from core.mqtt.topics import topic_root
+from firmware.services import generate_signing_key, trust_bundle_path
 from pqc.catalogue import get_configuration, load_catalogue
 from pqc.client import MqttTlsTunnel, PqcTlsConnection, open_connection
 from pqc.mqtt_front import CONNECT
@@ -31,7 +34,8 @@ from pqc.tests.conftest import (
     start_listeners,
 )
 from pqc.tests.test_mqtt_front import connect_body, mqtt_packet
-from simulator.vehicle import SimulatedVehicle, VehicleConfig
+from simulator.__main__ import _parser
+from simulator.reference import ReferenceVehicle, ServerAddress
 
 # The front looks the certificate's VIN binding up in a worker thread, so the database is real.
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -441,27 +445,44 @@ def test_client_silent_past_one_and_a_half_keep_alives_is_cut(fleet: FleetMateri
     assert 1.2 < elapsed < 3.0
 
 
-def test_topic_root_setting_moves_the_vehicles_topics(fleet: FleetMaterial, settings) -> None:
+def test_reference_vehicle_with_the_servers_topic_root_goes_online_through_the_front(
+    fleet: FleetMaterial, settings, tmp_path: Path
+) -> None:
     root = f"fleet-{uuid.uuid4().hex[:6]}"
     settings.MQTT_TOPIC_ROOT = root
+    settings.SIGNING_KEY_DIR = tmp_path / "signing"
+    generate_signing_key()
     watcher = _watch(VIN_A)
-    with _own_listeners(fleet, MOSQUITTO) as server, _tunnel_to(server, fleet) as tunnel:
-        vehicle = SimulatedVehicle(
-            VehicleConfig(vin=VIN_A, port=tunnel.port, topic_root=root, telemetry_interval=60)
-        ).start()
+    with _own_listeners(fleet, MOSQUITTO) as server:
+        vehicle = ReferenceVehicle(
+            vin=VIN_A,
+            server=ServerAddress(mqtt_port=server.ports["mqtt"]),
+            config=get_configuration(4, load_catalogue()),
+            credentials=fleet.credentials[(VIN_A, "ml-dsa-65")],
+            trust_file=trust_bundle_path(),
+            build_sheet=Path(settings.ECU_REGISTRY_FILE),
+            state_dir=tmp_path / "vehicle",
+            topic_root=root,
+            telemetry_interval=60,
+        ).start(register=False)
         try:
-            assert vehicle.connected.wait(WAIT)
-            vehicle.publish("telemetry", {"vin": VIN_A, "seq": 1})
             assert watcher.got_message.wait(WAIT)
-            assert watcher.messages[0][0] in {f"{root}/{VIN_A}/status", f"{root}/{VIN_A}/telemetry"}
+            topic, payload = watcher.messages[0]
+            assert topic == f"{root}/{VIN_A}/status"
+            assert json.loads(payload)["state"] == "online"
         finally:
-            vehicle.stop(graceful=False)
+            vehicle.stop()
             _close(watcher)
     # The presence message was retained on the broker: leave nothing behind.
     cleaner = _session(f"clean-{uuid.uuid4().hex[:8]}", *MOSQUITTO)
     assert cleaner.connected.wait(WAIT)
     cleaner.client.publish(f"{root}/{VIN_A}/status", b"", qos=1, retain=True).wait_for_publish(WAIT)
     _close(cleaner)
+
+
+def test_simulator_command_line_passes_the_topic_root() -> None:
+    assert _parser().parse_args(["--vin", VIN_A, "--topic-root", "fleet-7"]).topic_root == "fleet-7"
+    assert _parser().parse_args(["--vin", VIN_A]).topic_root == "vehicle"
 
 
 def test_default_root_is_refused_when_the_topic_root_is_moved(
