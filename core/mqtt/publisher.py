@@ -24,7 +24,7 @@ class PahoPublisher:
     """One connection per process; paho queues QoS 1 messages while it is (re)connecting."""
 
     def __init__(self) -> None:
-        address = broker_address()
+        address = broker_address("bridge")
         self.client = new_client(address, client_id=client_id("pub"), persistent=False)
         self.client.connect_async(address.host, address.port, keepalive=60)
         self.client.loop_start()

@@ -114,14 +114,18 @@ def real_publisher() -> Iterator[None]:
 
 
 @contextmanager
-def running_bridge(**options: Any) -> Iterator[MqttBridge]:
-    """A bridge with its in-process worker and its own in-memory channel layer, in a thread."""
+def running_bridge(*, channel_layer: Any = None, **options: Any) -> Iterator[MqttBridge]:
+    """A bridge with its in-process worker (and its own in-memory channel layer), in a thread."""
     from channels.layers import InMemoryChannelLayer
 
     options.setdefault("client_id", f"ota-bridge-test-{uuid.uuid4().hex[:10]}")
+    # Several bridges of one test split the stream, as scaled-out bridges do.
+    options.setdefault("shared", True)
     options.setdefault("sweep_interval", 0.2)
     options.setdefault("session_expiry", 120)
-    bridge = MqttBridge(BridgeOptions(**options), channel_layer=InMemoryChannelLayer())
+    bridge = MqttBridge(
+        BridgeOptions(**options), channel_layer=channel_layer or InMemoryChannelLayer()
+    )
     stop = threading.Event()
     thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
     thread.start()

@@ -6,30 +6,38 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from core.mqtt.bridge import BridgeOptions, MqttBridge, default_client_id
-from core.mqtt.connection import broker_address
+from core.mqtt.bridge import BridgeOptions, MqttBridge
+from core.mqtt.connection import ClientIdInUse
 
 
 class Command(BaseCommand):
     help = (
-        "Bridge vehicle MQTT topics to the Channels channel 'mqtt-inbound' (QoS 1, persistent "
-        "session, shared subscriptions on MQTT 5 brokers). With a Redis channel layer, run "
-        "`manage.py runworker mqtt-inbound` processes and pass --no-worker."
+        "Bridge vehicle MQTT topics to the ingest services (QoS 1, persistent session; shared "
+        "subscriptions with MQTT_SHARED_SUBSCRIPTIONS or --shared on MQTT 5 brokers). With a "
+        "Redis channel layer, run `manage.py runworker mqtt-inbound` processes and pass "
+        "--no-worker."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--client-id",
             default="",
-            help="MQTT client id; keep it stable per instance so the broker resumes its session",
+            help="MQTT client id (default MQTT_BRIDGE_CLIENT_ID, else hostname and a free slot)",
         )
         parser.add_argument(
             "--no-worker", action="store_true", help="only forward; workers run elsewhere"
         )
         parser.add_argument("--batch-size", type=int, default=500)
-        parser.add_argument("--no-shared", action="store_true", help="plain subscriptions")
+        sharing = parser.add_mutually_exclusive_group()
+        sharing.add_argument(
+            "--shared", dest="shared", action="store_true", default=None,
+            help="shared subscriptions, to split the stream between several bridges",
+        )  # fmt: skip
+        sharing.add_argument(
+            "--no-shared", dest="shared", action="store_false", help="plain subscriptions"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         logging.getLogger("core.mqtt").setLevel(logging.INFO)
@@ -37,20 +45,23 @@ class Command(BaseCommand):
         if options["no_worker"] and in_memory:
             self.stderr.write("--no-worker needs a shared channel layer (set REDIS_URL)")
             return
-        bridge = MqttBridge(
-            BridgeOptions(
-                client_id=options["client_id"] or default_client_id(),
-                batch_size=options["batch_size"],
-                run_worker=not options["no_worker"],
-                shared=False if options["no_shared"] else None,
+        try:
+            bridge = MqttBridge(
+                BridgeOptions(
+                    client_id=options["client_id"],
+                    batch_size=options["batch_size"],
+                    run_worker=not options["no_worker"],
+                    shared=options["shared"],
+                )
             )
-        )
+        except ClientIdInUse as exc:
+            raise CommandError(str(exc)) from None
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        address = broker_address()
+        address = bridge.address
         self.stdout.write(
-            f"mqtt bridge -> {address.host}:{address.port} "
+            f"mqtt bridge {bridge.client_id} -> {address.host}:{address.port} "
             f"({'embedded, MQTT 3.1.1' if address.embedded else 'MQTT 5'}), "
             f"shared={bridge.shared}, worker={'in-process' if not options['no_worker'] else 'external'}"
         )

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.module_loading import import_string
 
 import pqc.server
+from core import health
 from pqc.catalogue import CatalogueError
 from pqc.pki import FleetPki, PkiError
 from pqc.tls import TlsConfigError
@@ -67,11 +69,24 @@ class Command(BaseCommand):
             raise CommandError(f"cannot listen: {exc}") from None
         self._announce(listeners, ports)
         stop = threading.Event()
-        self._start_background_services(stop)
         reactor = pqc.server.reactor
+        given_up: list[str] = []
+
+        def give_up(name: str) -> None:
+            # Serving HTTPS while vehicle messages go unprocessed is worse than stopping:
+            # a process supervisor restarts the whole server.
+            given_up.append(name)
+            reactor.callFromThread(reactor.stop)
+
+        self._start_background_services(stop, give_up)
         reactor.addSystemEventTrigger("before", "shutdown", stop.set)
         asyncio.set_event_loop(reactor._asyncioEventloop)
         reactor.run(installSignalHandlers=True)
+        if given_up:
+            raise CommandError(
+                f"background service {', '.join(given_up)} failed "
+                f"{settings.RUNOTA_SERVICE_MAX_RESTARTS + 1} times in a row; stopping"
+            )
 
     def _announce(self, listeners: pqc.server.OtaListeners, ports: dict[str, int]) -> None:
         host = listeners.host
@@ -96,12 +111,23 @@ class Command(BaseCommand):
             )
         self.stdout.write(f"groups offered: {':'.join(policy.groups)}")
 
-    def _start_background_services(self, stop: threading.Event) -> None:
+    def _start_background_services(
+        self, stop: threading.Event, give_up: Callable[[str], None]
+    ) -> None:
         for dotted in settings.RUNOTA_BACKGROUND_SERVICES:
             try:
                 start = import_string(dotted)
             except ImportError as exc:
                 raise CommandError(f"RUNOTA_BACKGROUND_SERVICES: cannot import {dotted}: {exc}")
-            thread = threading.Thread(target=start, args=(stop,), name=dotted, daemon=True)
+            thread = threading.Thread(
+                target=health.supervise,
+                args=(dotted, start, stop),
+                kwargs={
+                    "max_restarts": settings.RUNOTA_SERVICE_MAX_RESTARTS,
+                    "on_give_up": give_up,
+                },
+                name=dotted,
+                daemon=True,
+            )
             thread.start()
             self.stdout.write(f"started {dotted}")
