@@ -11,7 +11,18 @@ from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
 
 CHUNK_SIZE = 1024 * 1024
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# RFC 9110 section 14.1.1: the unit is case-insensitive, the positions ASCII digits; only the
+# whitespace around the whole value (OWS, stripped by any HTTP parser) is tolerated.
+_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
+# More digits than any file size has: read as "past the end" without converting thousands of
+# digits (Python refuses integers of more than 4300 digits).
+_MAX_POSITION_DIGITS = 18
+_BEYOND_ANY_FILE = 10**_MAX_POSITION_DIGITS
+
+
+def _position(text: str) -> int:
+    digits = text.lstrip("0") or "0"
+    return _BEYOND_ANY_FILE if len(digits) > _MAX_POSITION_DIGITS else int(digits)
 
 
 class RangeNotSatisfiable(Exception):
@@ -38,19 +49,19 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     """
     if not header:
         return None
-    match = _RANGE_RE.match(header.strip().replace(" ", ""))
+    match = _RANGE_RE.fullmatch(header.strip(" \t"))
     if match is None:
         return None
     first_text, last_text = match.groups()
     if not first_text and not last_text:
         return None
     if not first_text:
-        suffix = int(last_text)
+        suffix = _position(last_text)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable
         return ByteRange(max(size - suffix, 0), size - 1)
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
+    first = _position(first_text)
+    last = _position(last_text) if last_text else size - 1
     if last_text and last < first:
         return None  # syntactically invalid: ignore the header
     if first >= size:

@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pqc.catalogue import ServerPolicy
+from pqc.http_edge import EdgeCounters, EdgeHTTPFactory, EdgeLimits
 from pqc.mqtt_front import MqttFrontFactory
 from pqc.pki import FleetPki
 from pqc.tls import HandshakeRecord, RevocationList, build_server_context, capture_handshake
@@ -157,6 +158,8 @@ class _ListenerTLSProtocol(BufferingTLSTransport):
     # What the client certificate says, captured when the handshake finishes (mutual-TLS
     # listeners only); read by the ASGI layer and handed to the handshake hook.
     ota_record: HandshakeRecord | None = None
+    # The client address counted against the listener's per-address bound.
+    ota_peer_host = ""
 
     def makeConnection(self, transport: Any) -> None:  # noqa: N802
         if self.factory.tcp_nodelay:
@@ -244,14 +247,55 @@ class ListenerFactory(TLSMemoryBIOFactory):
         name: str,
         mutual_tls: bool = False,
         on_handshake: VehicleHandshakeHook | None = None,
+        limits: EdgeLimits | None = None,
     ) -> None:
         super().__init__(_ConnectionCreator(ctx), False, wrapped)
         self.listener_name = name
         self.mutual_tls = mutual_tls
+        self.limits = limits or EdgeLimits()
+        self.counters = EdgeCounters()
+        self.connections_per_host: dict[str, int] = {}
         # Twisted's HTTPChannel disables Nagle itself when it connects (before the first
         # flight); other wrapped protocols get it from the TLS layer.
         self.tcp_nodelay = not isinstance(wrapped, HTTPFactory)
         self._hook = on_handshake
+
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802
+        """A connection over the listener's bounds is closed at once, before any TLS work."""
+        host = str(getattr(addr, "host", ""))
+        if (
+            len(self.protocols) >= self.limits.max_connections
+            or self.connections_per_host.get(host, 0) >= self.limits.max_connections_per_ip
+        ):
+            self.counters.refused_connections += 1
+            if self.counters.refused_connections % 1000 == 1:
+                logger.warning(
+                    "%s listener: connection limit reached (%d total, %d from %s); "
+                    "%d connections refused so far",
+                    self.listener_name,
+                    len(self.protocols),
+                    self.connections_per_host.get(host, 0),
+                    host,
+                    self.counters.refused_connections,
+                )
+            return None
+        protocol = super().buildProtocol(addr)
+        protocol.ota_peer_host = host
+        return protocol
+
+    def registerProtocol(self, protocol: Any) -> None:  # noqa: N802
+        super().registerProtocol(protocol)
+        host = protocol.ota_peer_host
+        self.connections_per_host[host] = self.connections_per_host.get(host, 0) + 1
+
+    def unregisterProtocol(self, protocol: Any) -> None:  # noqa: N802
+        super().unregisterProtocol(protocol)
+        host = protocol.ota_peer_host
+        remaining = self.connections_per_host.get(host, 0) - 1
+        if remaining > 0:
+            self.connections_per_host[host] = remaining
+        else:
+            self.connections_per_host.pop(host, None)
 
     def handshake_finished(self, protocol: _ListenerTLSProtocol) -> None:
         try:
@@ -288,7 +332,6 @@ def _tls_transport(protocol: Any) -> TLSMemoryBIOProtocol | None:
     return transport if isinstance(transport, TLSMemoryBIOProtocol) else None
 
 
-@implementer(IPushProducer)
 def _stall_timeout() -> float:
     from django.conf import settings
 
@@ -305,6 +348,7 @@ def _abort(protocol: WebRequest) -> None:
         transport.abortConnection()
 
 
+@implementer(IPushProducer)
 class _ResponseFlow:
     """Holds an ASGI response body back while the connection's send buffer is full.
 
@@ -370,7 +414,7 @@ class OtaAsgiServer(daphne.server.Server):
     def prepare(self) -> None:
         """What daphne's run() does before reactor.run(), minus its endpoint parsing."""
         self.connections = {}
-        self.http_factory = HTTPFactory(self)
+        self.http_factory = EdgeHTTPFactory(self)
         self.ws_factory = WebSocketFactory(self, server=self.server_name)
         self.ws_factory.setProtocolOptions(
             autoPingTimeout=self.ping_timeout,
@@ -483,7 +527,9 @@ class OtaListeners:
     mqtt_upstream: tuple[str, int] | None
     on_vehicle_handshake: VehicleHandshakeHook | None = None
     action_logger: Any = None
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
     ports: dict[str, int] = field(default_factory=dict)
+    factories: dict[str, ListenerFactory] = field(default_factory=dict)
     _ports: list[Any] = field(default_factory=list)
 
     def listen(self) -> dict[str, int]:
@@ -525,7 +571,9 @@ class OtaListeners:
             name=name,
             mutual_tls=mutual,
             on_handshake=self.on_vehicle_handshake if mutual else None,
+            limits=self.limits,
         )
+        self.factories[name] = factory
         # reactor.listenTCP() with our TCP connection class (see _EagerWriteServer).
         listening = _ListeningPort(port, factory, interface=self.host, reactor=reactor)
         listening.startListening()
@@ -614,6 +662,7 @@ def listeners_from_settings(
     mqtt_upstream: tuple[str, int] | None = None,
     on_vehicle_handshake: VehicleHandshakeHook | None = record_sessions_in_background,
     action_logger: Any = None,
+    limits: EdgeLimits | None = None,
 ) -> OtaListeners:
     """The three listeners as settings (and any overrides) describe them."""
     from django.conf import settings
@@ -649,4 +698,5 @@ def listeners_from_settings(
         mqtt_upstream=mqtt_upstream or mqtt_upstream_from_settings(),
         on_vehicle_handshake=on_vehicle_handshake,
         action_logger=action_logger,
+        limits=limits or EdgeLimits.from_settings(),
     )

@@ -20,8 +20,10 @@ def _run(app, scope, messages):
     return sent
 
 
-def _scope(content_length: int | None = None) -> dict:
+def _scope(content_length: int | None = None, *, credentials: bool = True) -> dict:
     headers = [(b"content-type", b"multipart/form-data; boundary=x")]
+    if credentials:
+        headers.append((b"authorization", b"Token abc"))
     if content_length is not None:
         headers.append((b"content-length", str(content_length).encode()))
     return {"type": "http", "method": "POST", "path": "/api/v1/firmware/upload", "headers": headers}
@@ -62,3 +64,40 @@ def test_bodies_within_the_limit_pass_untouched(settings) -> None:
 
     _run(app, _scope(content_length=5), [{"type": "http.request", "body": b"hello"}])
     assert bodies == [b"hello"]
+
+
+def test_anonymous_upload_gets_the_small_limit(settings) -> None:
+    settings.OTA_ANONYMOUS_MAX_BODY_BYTES = 100
+    called = []
+
+    async def app(scope, receive, send):
+        called.append(scope)
+
+    sent = _run(app, _scope(content_length=101, credentials=False), [])
+    assert called == []
+    assert sent[0]["status"] == 413
+    assert "OTA_ANONYMOUS_MAX_BODY_BYTES" in json.loads(sent[1]["body"])["error"]["message"]
+
+
+def test_limit_follows_listener_route_and_credentials(settings) -> None:
+    from core.request_limits import body_limit
+
+    settings.FIRMWARE_MAX_UPLOAD_BYTES = 10**9
+    upload = "/api/v1/firmware/upload"
+    session = [(b"cookie", f"a=1; {settings.SESSION_COOKIE_NAME}=x".encode())]
+    assert (
+        body_limit(listener="console", method="POST", path=upload, headers=session).field == "file"
+    )
+    assert body_limit(listener="console", method="POST", path=upload, headers=[]).setting == (
+        "OTA_ANONYMOUS_MAX_BODY_BYTES"
+    )
+    assert body_limit(
+        listener="console", method="POST", path="/healthz", headers=session
+    ).setting == ("OTA_MAX_BODY_BYTES")
+    assert body_limit(listener="vehicle", method="POST", path=upload, headers=session).setting == (
+        "OTA_MAX_BODY_BYTES"
+    )
+    not_a_session = [(b"cookie", b"xsessionid=1")]
+    assert body_limit(
+        listener="console", method="POST", path=upload, headers=not_a_session
+    ).setting == ("OTA_ANONYMOUS_MAX_BODY_BYTES")

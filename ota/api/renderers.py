@@ -39,6 +39,12 @@ class AuditCsvRenderer(BaseRenderer):
             writer.writerow(["error"])
             writer.writerow([json.dumps(data["error"])])
             return out.getvalue().encode()
+        if isinstance(data, dict):
+            # Not audit rows (the OPTIONS description of the endpoint): one JSON cell per key.
+            writer.writerow(["name", "value"])
+            for name, value in data.items():
+                writer.writerow([name, value if isinstance(value, str) else json.dumps(value)])
+            return out.getvalue().encode()
         writer.writerow(AUDIT_COLUMNS)
         for row in data or []:
             writer.writerow(

@@ -1,0 +1,10 @@
+"""The routes of the console listener (see otaproject/urls.py)."""
+
+from __future__ import annotations
+
+from otaproject.urls import console_urlpatterns as urlpatterns
+from otaproject.urls import not_found
+
+handler404 = not_found
+
+__all__ = ["handler404", "urlpatterns"]
