@@ -32,6 +32,7 @@ from pqc.catalogue import ServerPolicy
 from pqc.http_edge import EdgeCounters, EdgeHTTPFactory, EdgeLimits
 from pqc.mqtt_front import MqttFrontFactory
 from pqc.pki import FleetPki
+from pqc.revocation import OpenConnections
 from pqc.tls import HandshakeRecord, RevocationList, build_server_context, capture_handshake
 
 logger = logging.getLogger(__name__)
@@ -247,6 +248,7 @@ class ListenerFactory(TLSMemoryBIOFactory):
         name: str,
         mutual_tls: bool = False,
         on_handshake: VehicleHandshakeHook | None = None,
+        open_connections: OpenConnections | None = None,
         limits: EdgeLimits | None = None,
     ) -> None:
         super().__init__(_ConnectionCreator(ctx), False, wrapped)
@@ -259,6 +261,7 @@ class ListenerFactory(TLSMemoryBIOFactory):
         # flight); other wrapped protocols get it from the TLS layer.
         self.tcp_nodelay = not isinstance(wrapped, HTTPFactory)
         self._hook = on_handshake
+        self.open_connections = open_connections
 
     def buildProtocol(self, addr: Any) -> Any:  # noqa: N802
         """A connection over the listener's bounds is closed at once, before any TLS work."""
@@ -304,6 +307,8 @@ class ListenerFactory(TLSMemoryBIOFactory):
             logger.exception("TLS handshake bookkeeping failed")
             return
         protocol.ota_record = record
+        if record is not None and self.open_connections is not None:
+            self.open_connections.track(protocol, record.peer.get_serial_number())
         if record is None or self._hook is None:
             return
         try:
@@ -531,10 +536,14 @@ class OtaListeners:
     ports: dict[str, int] = field(default_factory=dict)
     factories: dict[str, ListenerFactory] = field(default_factory=dict)
     _ports: list[Any] = field(default_factory=list)
+    # Open vehicle connections, cut when their certificate is revoked (pqc/revocation.py).
+    open_connections: OpenConnections | None = None
 
     def listen(self) -> dict[str, int]:
         """Bind every listener; call on the reactor thread. Returns the bound ports."""
         revocation = RevocationList(self.pki)
+        self.open_connections = OpenConnections(revocation)
+        self.open_connections.start()
         self.asgi = OtaAsgiServer(self.application, action_logger=self.action_logger)
         self.asgi.prepare()
         vehicle_ctx = build_server_context(
@@ -571,6 +580,7 @@ class OtaListeners:
             name=name,
             mutual_tls=mutual,
             on_handshake=self.on_vehicle_handshake if mutual else None,
+            open_connections=self.open_connections if mutual else None,
             limits=self.limits,
         )
         self.factories[name] = factory
@@ -582,6 +592,8 @@ class OtaListeners:
 
     def stop(self) -> None:
         """Stop accepting; call on the reactor thread."""
+        if self.open_connections is not None:
+            self.open_connections.stop()
         for port in self._ports:
             port.stopListening()
         self._ports.clear()
