@@ -225,6 +225,10 @@ OTA_HTTP_MAX_HEAD_BYTES = env.int("OTA_HTTP_MAX_HEAD_BYTES", default=16 * 1024)
 # carrier NAT share addresses: keep the per-address bound generous).
 OTA_MAX_CONNECTIONS = env.int("OTA_MAX_CONNECTIONS", default=4096)
 OTA_MAX_CONNECTIONS_PER_IP = env.int("OTA_MAX_CONNECTIONS_PER_IP", default=256)
+# An MQTT client must finish the TLS handshake and send its CONNECT within this time.
+OTA_MQTT_CONNECT_TIMEOUT_SECONDS = env.float("OTA_MQTT_CONNECT_TIMEOUT_SECONDS", default=10.0)
+# How often the listeners cut open connections whose client certificate was revoked since.
+OTA_REVOCATION_CHECK_SECONDS = env.float("OTA_REVOCATION_CHECK_SECONDS", default=5.0)
 
 # Encrypts the PKI's private keys on disk; read from PKI_KEY_PASSPHRASE_FILE or PKI_KEY_PASSPHRASE.
 PKI_KEY_PASSPHRASE = env_secret("PKI_KEY_PASSPHRASE", default="")
