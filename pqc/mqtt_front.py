@@ -31,8 +31,6 @@ logger = logging.getLogger(__name__)
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT, AUTH = range(8, 16)
 DEFAULT_MAX_PACKET = 1024 * 1024
-# Default of the OTA_MQTT_CONNECT_TIMEOUT_SECONDS setting: TLS handshake and CONNECT together.
-CONNECT_TIMEOUT_SECONDS = 10.0
 
 # MQTT 5 properties (section 2.2.2.2) that name topics or carry authentication.
 PROP_RESPONSE_TOPIC = 0x08
@@ -678,9 +676,6 @@ class MqttFrontFactory(protocol.Factory):
         self.upstream_port = upstream_port
         self.max_packet = max_packet
         self.topic_root = topic_root or configured_topic_root()
-        self.connect_timeout = float(
-            connect_timeout
-            or getattr(settings, "OTA_MQTT_CONNECT_TIMEOUT_SECONDS", CONNECT_TIMEOUT_SECONDS)
-        )
+        self.connect_timeout = float(connect_timeout or settings.OTA_MQTT_CONNECT_TIMEOUT_SECONDS)
         # Dropped connections by kind of reason ("not_authorized", "malformed", "timeout", ...).
         self.dropped: Counter[str] = Counter()

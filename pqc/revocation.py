@@ -19,14 +19,6 @@ from pqc.tls import RevocationList
 
 logger = logging.getLogger(__name__)
 
-# Default of the OTA_REVOCATION_CHECK_SECONDS setting: the longest a revoked vehicle keeps an
-# open connection, plus the time one sweep takes.
-REVOCATION_CHECK_SECONDS = 5.0
-
-
-def revocation_check_seconds() -> float:
-    return float(getattr(settings, "OTA_REVOCATION_CHECK_SECONDS", REVOCATION_CHECK_SECONDS))
-
 
 class OpenConnections:
     """The open mutual-TLS connections of a process, each with its client certificate serial."""
@@ -37,7 +29,8 @@ class OpenConnections:
         if reactor is None:
             from twisted.internet import reactor
         self.revocation = revocation
-        self.interval = interval or revocation_check_seconds()
+        # The longest a revoked vehicle keeps an open connection, plus the time one sweep takes.
+        self.interval = float(interval or settings.OTA_REVOCATION_CHECK_SECONDS)
         self._reactor = reactor
         # protocol -> serial; a protocol is the TLS layer of one connection.
         self._serials: dict[Any, int] = {}

@@ -23,6 +23,7 @@ from core.mqtt.topics import topic_root
 from firmware.services import generate_signing_key, trust_bundle_path
 from pqc.catalogue import get_configuration, load_catalogue
 from pqc.client import MqttTlsTunnel, PqcTlsConnection, open_connection
+from pqc.http_edge import EdgeLimits
 from pqc.mqtt_front import CONNECT
 from pqc.pki import fingerprint
 from pqc.tests.conftest import (
@@ -511,3 +512,41 @@ def _tunnel_to(server: RunningListeners, fleet: FleetMaterial) -> Iterator[MqttT
         },
     ) as tunnel:
         yield tunnel
+
+
+def _tcp_from(server: RunningListeners, source: str) -> socket.socket:
+    sock = socket.create_connection((server.host, server.ports["mqtt"]), WAIT, (source, 0))
+    sock.settimeout(1.0)
+    return sock
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_mqtt_connections_are_bounded_per_address_and_in_total(fleet: FleetMaterial) -> None:
+    from pqc.server import stop_in_thread
+
+    limits = EdgeLimits(max_connections=4, max_connections_per_ip=2)
+    server = start_listeners(fleet, hook=None, mqtt_upstream=MOSQUITTO, limits=limits)
+    held: list[socket.socket] = []
+    try:
+        held += [_tcp_from(server, "127.0.0.7") for _ in range(2)]
+        over_address = _tcp_from(server, "127.0.0.7")
+        assert _closed_by_server(over_address)
+        over_address.close()
+        held += [_tcp_from(server, "127.0.0.8") for _ in range(2)]
+        over_total = _tcp_from(server, "127.0.0.9")
+        assert _closed_by_server(over_total)
+        over_total.close()
+        assert not any(_closed_by_server(sock) for sock in held)
+        assert server.listeners.factories["mqtt"].counters.refused_connections == 2
+    finally:
+        for sock in held:
+            sock.close()
+        stop_in_thread(server.listeners)
