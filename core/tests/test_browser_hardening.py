@@ -90,6 +90,7 @@ def test_api_docs_load_swagger_ui_from_our_static_files(fleet_operator) -> None:
     page = client.get("/api/docs/", secure=True).content.decode()
 
     assert "cdn.jsdelivr.net" not in page
+    assert "<style" not in page
     sources = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page)
     static = [s for s in sources if s.startswith(settings.STATIC_URL)]
     assert any("swagger-ui-bundle" in s for s in static)

@@ -177,4 +177,5 @@ def log_in(page: Any, username: str, password: str) -> None:
 
 def wait_until_live(page: Any) -> None:
     """The page's WebSocket is subscribed (the server answered with its hello)."""
-    page.wait_for_function("document.body.dataset.liveGroup !== undefined")
+    # A locator, not wait_for_function: the console's CSP forbids the eval() that one needs.
+    page.locator("body[data-live-group]").wait_for(state="attached")

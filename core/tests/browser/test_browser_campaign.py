@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -59,9 +60,7 @@ def test_operator_uploads_firmware_runs_a_campaign_and_watches_it_live(
         },
     )
     page.click("input[type=submit]")
-    page.wait_for_function(
-        "document.getElementById('upload-status').textContent.startsWith('Stored ECM 9.0.0')"
-    )
+    page.locator("#upload-status", has_text=re.compile(r"^Stored ECM 9\.0\.0")).wait_for()
     screenshot(page, "02-firmware-upload")
 
     # An operator creates the campaign on the dashboard and starts it.

@@ -20,7 +20,9 @@ def test_chromium_runs_the_console_and_api_docs_under_the_policy(console, browse
     page.on(
         "console",
         lambda message: (
-            violations.append(message.text) if "Content Security Policy" in message.text else None
+            violations.append(f"{page.url}: {message.text}")
+            if "Content Security Policy" in message.text
+            else None
         ),
     )
 
@@ -32,7 +34,7 @@ def test_chromium_runs_the_console_and_api_docs_under_the_policy(console, browse
     log_in(page, "vera", PASSWORD)
     wait_until_live(page)
     assert page.locator("#live-status .live-label").inner_text() != "connecting"
-    for path in ("/campaigns/", "/vehicles/", "/pqc/", "/admin/"):
+    for path in ("/campaigns/", "/vehicles/", "/diagnostics/", "/pqc/", "/admin/"):
         page.goto(path)
     page.goto("/api/docs/")
     page.locator(".swagger-ui .info .title").wait_for()
