@@ -456,19 +456,22 @@ def certificate_speaks_for(vin: str, cert_fingerprint: str) -> bool:
     """Whether a certificate may act as `vin`: the same rule as the vehicle API's.
 
     Registration binds a VIN to one certificate; another certificate with the same subject is
-    not that vehicle. Runs in a worker thread, never on the reactor.
+    not that vehicle.
     """
     from vehicles.models import Vehicle
 
-    try:
-        bound = (
-            Vehicle.objects.filter(vin=vin)
-            .values_list("certificate_fingerprint", flat=True)
-            .first()
-        )
-    finally:
-        db_connection.close()
+    bound = (
+        Vehicle.objects.filter(vin=vin).values_list("certificate_fingerprint", flat=True).first()
+    )
     return not bound or bound == cert_fingerprint
+
+
+def _certificate_speaks_for_in_thread(vin: str, cert_fingerprint: str) -> bool:
+    try:
+        return certificate_speaks_for(vin, cert_fingerprint)
+    finally:
+        # Reactor pool threads live on; a connection held open here would outlive its use.
+        db_connection.close()
 
 
 class _UpstreamProtocol(protocol.Protocol):
@@ -570,7 +573,7 @@ class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
         deferred = threads.deferToThreadPool(
             self.factory.reactor,
             self.factory.reactor.getThreadPool(),
-            certificate_speaks_for,
+            _certificate_speaks_for_in_thread,
             self.vin,
             self.cert_fingerprint,
         )
