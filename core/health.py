@@ -79,6 +79,7 @@ def supervise(
     *,
     max_restarts: int,
     on_give_up: Callable[[str], None],
+    first_backoff: float = BACKOFF_MIN_SECONDS,
 ) -> None:
     """Run `start(stop)` until `stop` is set, restarting it with backoff when it raises.
 
@@ -98,11 +99,13 @@ def supervise(
             failures += 1
             error = f"{type(exc).__name__}: {exc}"
             if failures > max_restarts:
-                logger.critical("%s failed %d times in a row; giving up", name, failures)
+                logger.critical(
+                    "%s failed %d times in a row; giving up", name, failures, exc_info=True
+                )
                 set_state(name, FAILED, restarts=failures - 1, error=error)
                 on_give_up(name)
                 return
-            delay = min(BACKOFF_MIN_SECONDS * 2 ** (failures - 1), BACKOFF_MAX_SECONDS)
+            delay = min(first_backoff * 2 ** (failures - 1), BACKOFF_MAX_SECONDS)
             logger.exception("%s failed; restart %d in %.0f s", name, failures, delay)
             set_state(name, RESTARTING, restarts=failures, error=error)
             stop.wait(delay)

@@ -98,3 +98,26 @@ def test_runota_serves_all_three_listeners_on_pqc_tls(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_runota_exits_non_zero_when_a_background_service_cannot_recover(tmp_path) -> None:
+    env = _env(tmp_path)
+    env.update(
+        RUNOTA_BACKGROUND_SERVICES="pqc.tests.failing_service.start",
+        RUNOTA_SERVICE_MAX_RESTARTS="2",
+    )
+    subprocess.run([sys.executable, MANAGE, "migrate", "-v0"], env=env, check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run([sys.executable, MANAGE, "pqc_pki", "init"], env=env, check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, MANAGE, "runota", "--vehicle-port", "0", "--console-port", "0"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    # Restarted twice with backoff (1 s, 2 s) before giving up.
+    assert output.count("ConnectionError: the service's backend refuses") >= 3, output
+    assert "pqc.tests.failing_service.start failed 3 times in a row" in output
+    assert time.monotonic() - started >= 3
