@@ -1,12 +1,78 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin
+from django.contrib.admin.actions import delete_selected
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+
+from core.audit import record_event
 from core.models import AuditEvent
 
 
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """Shown, never changed here: the rows change only through their app's services."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AuditedModelAdmin(admin.ModelAdmin):
+    """For models with no service of their own (accounts, groups, credentials): every change the
+    admin logs also goes into the audit trail, in the same request and by the same operator."""
+
+    def _audit(self, request: HttpRequest, obj: Model, verb: str, change: Any) -> None:
+        object_type = obj._meta.model_name
+        record_event(
+            action=f"{object_type}.{verb}",
+            actor=request.user,
+            object_type=object_type,
+            object_id=obj.pk,
+            details={"object": str(obj), "change": change, "via": "admin"},
+        )
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Only deletion logs what it does; other bulk actions would change rows unaudited.
+        return {
+            name: action
+            for name, action in super().get_actions(request).items()
+            if action[0] is delete_selected
+        }
+
+    def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> Any:
+        self._audit(request, obj, "created", message)
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request: HttpRequest, obj: Model, message: Any) -> Any:
+        self._audit(request, obj, "changed", message)
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request: HttpRequest, queryset: QuerySet[Model] | list[Model]) -> Any:
+        for obj in queryset:
+            self._audit(request, obj, "deleted", "")
+        return super().log_deletions(request, queryset)
+
+
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyModelAdmin):
     list_display = [
         "created_at",
         "actor_label",
@@ -19,11 +85,15 @@ class AuditEventAdmin(admin.ModelAdmin):
     search_fields = ["vehicle_vin", "actor_label", "object_id"]
     show_full_result_count = False
 
-    def has_add_permission(self, request) -> bool:
-        return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+def _audit_registered(model_admin: admin.ModelAdmin) -> type[admin.ModelAdmin]:
+    return type(type(model_admin).__name__, (AuditedModelAdmin, type(model_admin)), {})
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+
+# Accounts, role groups and credentials registered by Django and the apps installed before this
+# one: the same admin pages, with their changes audited.
+for _model, _model_admin in list(admin.site._registry.items()):
+    if isinstance(_model_admin, AuditedModelAdmin):
+        continue
+    admin.site.unregister(_model)
+    admin.site.register(_model, _audit_registered(_model_admin))

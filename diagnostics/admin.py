@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from core.admin import ReadOnlyInline, ReadOnlyModelAdmin
 from diagnostics.models import (
     ControlCommand,
     DiagnosticRequest,
@@ -12,10 +13,9 @@ from diagnostics.models import (
 )
 
 
-class DiagnosticResultInline(admin.TabularInline):
+class DiagnosticResultInline(ReadOnlyInline):
     model = DiagnosticResult
     extra = 0
-    can_delete = False
     raw_id_fields = ["ecu"]
     readonly_fields = [
         "ecu",
@@ -29,7 +29,9 @@ class DiagnosticResultInline(admin.TabularInline):
 
 
 @admin.register(DiagnosticRequest)
-class DiagnosticRequestAdmin(admin.ModelAdmin):
+class DiagnosticRequestAdmin(ReadOnlyModelAdmin):
+    """Requests are sent and answered through the diagnostics services (dashboard, API, MQTT)."""
+
     list_display = ["request_id", "vehicle", "scope", "service_id", "status", "created_at"]
     list_filter = ["status", "scope", "service_id"]
     list_select_related = ["vehicle"]
@@ -40,7 +42,7 @@ class DiagnosticRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(ControlCommand)
-class ControlCommandAdmin(admin.ModelAdmin):
+class ControlCommandAdmin(ReadOnlyModelAdmin):
     list_display = ["command_id", "vehicle", "command", "status", "created_at", "finished_at"]
     list_filter = ["status", "command"]
     list_select_related = ["vehicle"]
@@ -49,7 +51,7 @@ class ControlCommandAdmin(admin.ModelAdmin):
 
 
 @admin.register(TelemetryLatest)
-class TelemetryLatestAdmin(admin.ModelAdmin):
+class TelemetryLatestAdmin(ReadOnlyModelAdmin):
     list_display = ["vehicle", "seq", "reported_at", "received_at"]
     list_select_related = ["vehicle"]
     search_fields = ["vehicle__vin"]
@@ -57,7 +59,7 @@ class TelemetryLatestAdmin(admin.ModelAdmin):
 
 
 @admin.register(TelemetrySample)
-class TelemetrySampleAdmin(admin.ModelAdmin):
+class TelemetrySampleAdmin(ReadOnlyModelAdmin):
     list_display = ["vehicle", "seq", "reported_at", "received_at"]
     list_select_related = ["vehicle"]
     search_fields = ["vehicle__vin"]
@@ -67,6 +69,6 @@ class TelemetrySampleAdmin(admin.ModelAdmin):
 
 
 @admin.register(InboundDrop)
-class InboundDropAdmin(admin.ModelAdmin):
+class InboundDropAdmin(ReadOnlyModelAdmin):
     list_display = ["reason", "count", "last_topic", "last_at"]
     readonly_fields = ["reason", "count", "last_topic", "last_at"]

@@ -2,22 +2,25 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from core.admin import ReadOnlyModelAdmin
 from ecus.models import Ecu, EcuType, RegistryEcu, RegistryZone, SoftwareChange
 
 
 @admin.register(EcuType)
-class EcuTypeAdmin(admin.ModelAdmin):
+class EcuTypeAdmin(ReadOnlyModelAdmin):
+    """The registry changes only by `manage.py import_registry`, which audits the import."""
+
     list_display = ["code", "name"]
     search_fields = ["code", "name"]
 
 
 @admin.register(RegistryZone)
-class RegistryZoneAdmin(admin.ModelAdmin):
+class RegistryZoneAdmin(ReadOnlyModelAdmin):
     list_display = ["gateway_id", "zone_number", "name", "doip_logical_address"]
 
 
 @admin.register(RegistryEcu)
-class RegistryEcuAdmin(admin.ModelAdmin):
+class RegistryEcuAdmin(ReadOnlyModelAdmin):
     list_display = [
         "ecu_id",
         "name",
@@ -33,7 +36,9 @@ class RegistryEcuAdmin(admin.ModelAdmin):
 
 
 @admin.register(Ecu)
-class EcuAdmin(admin.ModelAdmin):
+class EcuAdmin(ReadOnlyModelAdmin):
+    """Versions come from the vehicle's own reports; targets from campaigns."""
+
     list_display = [
         "vehicle",
         "ecu_id",
@@ -52,7 +57,7 @@ class EcuAdmin(admin.ModelAdmin):
 
 
 @admin.register(SoftwareChange)
-class SoftwareChangeAdmin(admin.ModelAdmin):
+class SoftwareChangeAdmin(ReadOnlyModelAdmin):
     list_display = [
         "vehicle",
         "ecu",

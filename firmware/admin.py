@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from core.admin import ReadOnlyInline, ReadOnlyModelAdmin
 from core.roles import Role, has_role
 from ecus.models import EcuType
 from firmware import services
@@ -21,12 +22,12 @@ from firmware.models import (
 )
 
 
-class FirmwareCompatibilityInline(admin.TabularInline):
+class FirmwareCompatibilityInline(ReadOnlyInline):
     model = FirmwareCompatibility
-    extra = 1
+    extra = 0
 
 
-class FirmwareDependencyInline(admin.TabularInline):
+class FirmwareDependencyInline(ReadOnlyInline):
     model = FirmwareDependency
     extra = 0
     exclude = ["min_version_key"]
@@ -60,6 +61,10 @@ class FirmwareAdmin(admin.ModelAdmin):
     def short_sha256(self, obj: Firmware) -> str:
         return format_html("<code title='{}'>{}…</code>", obj.sha256, obj.sha256[:16])
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A release's compatibility and dependencies are part of what was uploaded and audited.
+        return False
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -91,19 +96,8 @@ class FirmwareAdmin(admin.ModelAdmin):
         self.message_user(request, f"{count} firmware release(s) deprecated.", messages.SUCCESS)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(ZonePackage)
-class ZonePackageAdmin(ReadOnlyAdmin):
+class ZonePackageAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "zonal_gateway_id", "package_version", "size", "expires_at", "built_at"]
     list_filter = ["zonal_gateway_id"]
     search_fields = ["id", "sha256"]
@@ -112,7 +106,7 @@ class ZonePackageAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(ReadOnlyAdmin):
+class SigningKeyAdmin(ReadOnlyModelAdmin):
     list_display = ["name", "status", "mldsa_key_id", "ecdsa_key_id", "created_at"]
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:

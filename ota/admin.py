@@ -5,8 +5,10 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.forms import BaseInlineFormSet, ModelForm
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
+from core.admin import ReadOnlyInline, ReadOnlyModelAdmin
 from core.api import DomainError
 from ota import campaigns
 from ota.models import Campaign, CampaignFirmware, CampaignWave, OtaUpdate, UpdateReport
@@ -17,11 +19,24 @@ class CampaignFirmwareInline(admin.TabularInline):
     extra = 0
     raw_id_fields = ["firmware"]
 
+    def _editable(self, obj: Campaign | None) -> bool:
+        return obj is None or obj.is_editable()
 
-class CampaignWaveInline(admin.TabularInline):
+    def has_add_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
+
+class CampaignWaveInline(ReadOnlyInline):
+    """Waves are made from the wave percentages when the campaign starts."""
+
     model = CampaignWave
     extra = 0
-    can_delete = False
     fields = ["index", "percentage", "status", "accepted_by_operator", "started_at", "completed_at"]
     readonly_fields = fields
 
@@ -39,6 +54,21 @@ def _run(
             messages.error(request, f"{campaign}: {exc.message}")
     if done:
         messages.success(request, f"{verb} {done} campaign(s)")
+
+
+def _firmware_ids(formsets: list[BaseInlineFormSet]) -> list[int] | None:
+    """The releases the firmware inline lists, or None when it was left as it was."""
+    for formset in formsets:
+        if formset.model is not CampaignFirmware:
+            continue
+        if not formset.has_changed():
+            return None
+        return [
+            form.cleaned_data["firmware"].pk
+            for form in formset.forms
+            if form.cleaned_data.get("firmware") and not form.cleaned_data.get("DELETE")
+        ]
+    return None
 
 
 @admin.register(Campaign)
@@ -66,6 +96,86 @@ class CampaignAdmin(admin.ModelAdmin):
     inlines = [CampaignFirmwareInline, CampaignWaveInline]
     actions = ["start", "pause", "resume", "cancel", "retry_failed"]
 
+    # Add, change and delete go through the campaign services like the API and the dashboard:
+    # they audit the change and refuse to edit a started campaign. The services own their
+    # (durable) transactions, so the admin views must not wrap them in one of their own.
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        if obj is not None and not obj.is_editable():
+            return [*self.readonly_fields, *campaigns.EDITABLE_FIELDS]
+        return self.readonly_fields
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Deleting several campaigns at once would stop at the first refusal half done.
+        return {
+            name: action
+            for name, action in super().get_actions(request).items()
+            if name != "delete_selected"
+        }
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return self._changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as exc:
+            messages.error(request, f"Not saved: {exc.message}")
+            return HttpResponseRedirect(request.get_full_path())
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return self._delete_view(request, object_id, extra_context)
+        except DomainError as exc:
+            messages.error(request, f"Not deleted: {exc.message}")
+            return HttpResponseRedirect(request.get_full_path())
+
+    def save_model(
+        self, request: HttpRequest, obj: Campaign, form: ModelForm, change: bool
+    ) -> None:
+        """Saved with its firmware in `save_related`, in one service call."""
+
+    def save_related(
+        self,
+        request: HttpRequest,
+        form: ModelForm,
+        formsets: list[BaseInlineFormSet],
+        change: bool,
+    ) -> None:
+        campaign = form.instance
+        firmware_ids = _firmware_ids(formsets)
+        if change:
+            fields = {
+                name: form.cleaned_data[name]
+                for name in form.changed_data
+                if name in campaigns.EDITABLE_FIELDS
+            }
+            saved = campaigns.update_campaign(
+                campaign, operator=request.user, firmware_ids=firmware_ids, **fields
+            )
+        else:
+            fields = {
+                name: value
+                for name, value in form.cleaned_data.items()
+                if name in campaigns.EDITABLE_FIELDS
+            }
+            saved = campaigns.create_campaign(
+                operator=request.user, firmware_ids=firmware_ids or [], **fields
+            )
+        for field in Campaign._meta.concrete_fields:
+            setattr(campaign, field.attname, getattr(saved, field.attname))
+        for formset in formsets:
+            # The service saved the firmware list; the admin's change message reads these.
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+    def delete_model(self, request: HttpRequest, obj: Campaign) -> None:
+        campaigns.delete_campaign(obj, operator=request.user)
+
     @admin.action(description="Start selected campaigns")
     def start(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         _run(request, queryset, campaigns.start_campaign, "started")
@@ -87,10 +197,9 @@ class CampaignAdmin(admin.ModelAdmin):
         _run(request, queryset, campaigns.retry_failed, "queued failed vehicles again in")
 
 
-class UpdateReportInline(admin.TabularInline):
+class UpdateReportInline(ReadOnlyInline):
     model = UpdateReport
     extra = 0
-    can_delete = False
     fields = [
         "received_at",
         "source",
@@ -105,7 +214,9 @@ class UpdateReportInline(admin.TabularInline):
 
 
 @admin.register(OtaUpdate)
-class OtaUpdateAdmin(admin.ModelAdmin):
+class OtaUpdateAdmin(ReadOnlyModelAdmin):
+    """States change only through vehicle reports and services, never by hand."""
+
     list_display = [
         "id",
         "vehicle",
@@ -123,7 +234,3 @@ class OtaUpdateAdmin(admin.ModelAdmin):
     readonly_fields = ["plan", "last_sequence", "last_report_at", "offered_at", "finished_at"]
     show_full_result_count = False
     inlines = [UpdateReportInline]
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # States change only through reports and services, never by hand.
-        return False

@@ -2,19 +2,17 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from core.admin import ReadOnlyInline, ReadOnlyModelAdmin
 from ecus.models import Ecu
 from vehicles.models import VciSnapshot, Vehicle, ZonalGateway
 
 
-class ZonalGatewayInline(admin.TabularInline):
+class ZonalGatewayInline(ReadOnlyInline):
+    # Gateways come from the ECU registry at registration, never by hand.
     model = ZonalGateway
     extra = 0
     fields = ["gateway_id", "zone_number", "name", "doip_address"]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        # Gateways come from the ECU registry at registration, never by hand.
-        return False
 
     @admin.display(description="DoIP address")
     def doip_address(self, obj: ZonalGateway) -> str:
@@ -23,7 +21,7 @@ class ZonalGatewayInline(admin.TabularInline):
         return f"0x{obj.doip_logical_address:04X}"
 
 
-class EcuInline(admin.TabularInline):
+class EcuInline(ReadOnlyInline):
     """ECUs ordered by zone, so the vehicle page reads gateway by gateway."""
 
     model = Ecu
@@ -36,7 +34,7 @@ class EcuInline(admin.TabularInline):
         "sw_version",
         "target_sw_version",
     ]
-    readonly_fields = ["zonal_gateway", "ecu_id", "ecu_type", "hardware_version", "sw_version"]
+    readonly_fields = fields
     ordering = ["zonal_gateway__zone_number", "ecu_id"]
     show_change_link = True
 
@@ -45,7 +43,9 @@ class EcuInline(admin.TabularInline):
 
 
 @admin.register(Vehicle)
-class VehicleAdmin(admin.ModelAdmin):
+class VehicleAdmin(ReadOnlyModelAdmin):
+    """Vehicles register over mutual TLS and report their own state; the admin only shows them."""
+
     list_display = [
         "vin",
         "model_name",
@@ -71,7 +71,7 @@ class VehicleAdmin(admin.ModelAdmin):
 
 
 @admin.register(ZonalGateway)
-class ZonalGatewayAdmin(admin.ModelAdmin):
+class ZonalGatewayAdmin(ReadOnlyModelAdmin):
     list_display = ["vehicle", "gateway_id", "zone_number", "name"]
     list_filter = ["gateway_id"]
     search_fields = ["vehicle__vin", "gateway_id"]
@@ -80,7 +80,7 @@ class ZonalGatewayAdmin(admin.ModelAdmin):
 
 
 @admin.register(VciSnapshot)
-class VciSnapshotAdmin(admin.ModelAdmin):
+class VciSnapshotAdmin(ReadOnlyModelAdmin):
     list_display = ["vehicle", "reported_at", "received_at", "trigger", "ecu_count"]
     search_fields = ["vehicle__vin", "device_id"]
     list_select_related = ["vehicle"]
