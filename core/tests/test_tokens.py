@@ -180,3 +180,23 @@ def test_plain_tokens_of_the_old_table_become_hashed_and_keep_working(fleet_oper
     assert _client(plain).get(OPERATOR_ENDPOINT).status_code == 200
     assert AuditEvent.objects.get(action="auth.token_created").details["migrated"] is True
     assert migrate_plain_tokens(connection) == 0
+
+
+def test_admin_revokes_tokens_through_the_audited_service(fleet_operator, admin_user) -> None:
+    from django.test import Client
+
+    token, plain = create_token(fleet_operator, actor=None, lifetime=datetime.timedelta(days=1))
+    client = Client()
+    client.force_login(admin_user)
+    changelist = "/admin/knox/authtoken/"
+    assert token.token_key in client.get(changelist).content.decode()
+    assert client.get(f"{changelist}add/").status_code == 403
+
+    response = client.post(
+        changelist, {"action": "revoke_selected", "_selected_action": [token.pk]}
+    )
+
+    assert response.status_code == 302
+    assert _client(plain).get(OPERATOR_ENDPOINT).status_code == 401
+    revoked = AuditEvent.objects.get(action="auth.token_revoked")
+    assert revoked.actor == admin_user

@@ -50,10 +50,9 @@ def close_other_threads_connections() -> None:
 
     ours = {id(connections[alias]) for alias in connections}
     for wrapper in gc.get_objects():
-        try:
-            if not isinstance(wrapper, BaseDatabaseWrapper) or id(wrapper) in ours:
-                continue
-        except ReferenceError:  # a weak proxy whose object is gone
+        # type(), not isinstance(): isinstance() touches lazy objects (a request's CSP nonce
+        # raises once its response is sent) and dead weak proxies among the gc objects.
+        if not issubclass(type(wrapper), BaseDatabaseWrapper) or id(wrapper) in ours:
             continue
         if wrapper.vendor == "postgresql" and wrapper.connection is not None:
             with contextlib.suppress(Exception):
