@@ -160,7 +160,10 @@ class MqttBridge:
         self.connected.clear()
         self.subscribed.clear()
         self._report(connected=False)
-        logger.warning("mqtt bridge disconnected (%s); paho reconnects with backoff", reason)
+        if reason.is_failure:
+            logger.warning("mqtt bridge disconnected (%s); paho reconnects with backoff", reason)
+        else:
+            logger.info("mqtt bridge disconnected")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:

@@ -110,6 +110,33 @@ def test_bridge_forwarding_to_redis_retries_until_the_layer_answers(broker, vehi
     assert f"vehicle/{vehicle.vin}/telemetry" in topics
 
 
+def test_bridge_acknowledges_a_message_only_after_it_is_stored(broker, vehicle):
+    """While the database holds ingest up, the broker may not consider anything delivered."""
+    from django.db import transaction
+
+    from vehicles.models import Vehicle
+
+    window = 5
+    with running_bridge(shared=False, receive_maximum=window, batch_size=1) as bridge:
+        sim = _vehicle_on(broker, vehicle.vin)
+        try:
+            with transaction.atomic():
+                # Locks the vehicle row (and on SQLite the whole database) against ingest.
+                list(Vehicle.objects.select_for_update().filter(pk=vehicle.pk))
+                for _ in range(20):
+                    sim.send_telemetry(speed_kph=5)
+                threading.Event().wait(2)
+                # Unacknowledged, the broker sends no more than the receive maximum.
+                assert bridge.stats.received <= window + 1  # + the "online" status
+                assert bridge.stats.forwarded == 0
+            wait_for(
+                lambda: TelemetrySample.objects.filter(vehicle=vehicle).count() == 20, timeout=30
+            )
+        finally:
+            sim.stop(graceful=False)
+        assert bridge.stats.forwarded == bridge.stats.received == 21
+
+
 def test_a_bridge_that_stops_hands_its_share_to_the_others(broker, vehicle):
     with running_bridge(shared=True) as staying:
         with running_bridge(shared=True) as leaving:
