@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from django.utils import timezone
 
 from core.audit import check_chain
 from core.models import AuditChainHead, AuditEvent
+from core.tests.admin_forms import submitted_form
 from firmware.tests import factories
 from ota import campaigns
 from ota.models import Campaign
@@ -32,62 +32,6 @@ from ota.models import Campaign
 UNWATCHED = {"core.auditevent", "core.auditchainhead", "admin.logentry", "sessions.session"}
 WALK_PASSWORD = "Walk-pass-7391!"
 _serial = itertools.count(1)
-
-
-class _FormFields(HTMLParser):
-    """The name/value pairs a browser would submit from the page's main form."""
-
-    def __init__(self, form_id: str) -> None:
-        super().__init__()
-        self.form_id = form_id
-        self.inside = False
-        self.data: dict[str, list[str]] = {}
-        self._select: str | None = None
-        self._textarea: str | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attr = {name: value or "" for name, value in attrs}
-        if tag == "form" and attr.get("id") == self.form_id:
-            self.inside = True
-        if not self.inside or "disabled" in attr:
-            return
-        name = attr.get("name", "")
-        if tag == "input" and name:
-            kind = attr.get("type", "text")
-            if kind in ("submit", "button", "file", "image", "reset"):
-                return
-            if kind in ("checkbox", "radio") and "checked" not in attr:
-                return
-            default = "on" if kind in ("checkbox", "radio") else ""
-            self.data.setdefault(name, []).append(attr.get("value", default))
-        elif tag == "select" and name:
-            self._select = name
-            self.data.setdefault(name, [])
-        elif tag == "option" and self._select and "selected" in attr:
-            self.data[self._select].append(attr.get("value", ""))
-        elif tag == "textarea" and name:
-            self._textarea, self._text = name, []
-
-    def handle_data(self, data: str) -> None:
-        if self._textarea:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "form":
-            self.inside = False
-        elif tag == "select":
-            self._select = None
-        elif tag == "textarea" and self._textarea:
-            text = "".join(self._text)
-            self.data[self._textarea] = [text[1:] if text.startswith("\n") else text]
-            self._textarea = None
-
-
-def _submitted(response: Any, model: type[models.Model]) -> dict[str, list[str]]:
-    parser = _FormFields(f"{model._meta.model_name}_form")
-    parser.feed(response.content.decode())
-    return parser.data
 
 
 def _changed_text(value: str, max_length: int | None) -> str:
@@ -267,7 +211,7 @@ def _walk_add(walk: _Walk, model: type[models.Model], model_admin: admin.ModelAd
     page = walk.client.get(url)
     if page.status_code != 200 or page.context is None or "adminform" not in page.context:
         return
-    data = _with_required_filled(_submitted(page, model), page.context["adminform"].form)
+    data = _with_required_filled(submitted_form(page, model), page.context["adminform"].form)
     walk.step(f"add {model._meta.label}", lambda: walk.client.post(url, {**data, "_save": "1"}))
 
 
@@ -277,7 +221,7 @@ def _walk_change(walk: _Walk, model: type[models.Model], obj: models.Model) -> N
     if page.status_code != 200 or "adminform" not in (page.context or {}):
         walk.step(f"change {model._meta.label} {obj.pk}", lambda: walk.client.post(url, {}))
         return
-    data = _with_changes(_submitted(page, model), page.context["adminform"].form)
+    data = _with_changes(submitted_form(page, model), page.context["adminform"].form)
     walk.step(
         f"change {model._meta.label} {obj.pk}",
         lambda: walk.client.post(url, {**data, "_save": "1"}),
