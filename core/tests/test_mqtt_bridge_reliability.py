@@ -137,6 +137,30 @@ def test_bridge_acknowledges_a_message_only_after_it_is_stored(broker, vehicle):
         assert bridge.stats.forwarded == bridge.stats.received == 21
 
 
+def test_two_bridges_on_one_host_with_default_ids_never_take_each_others_session(
+    broker, vehicle, settings
+):
+    settings.MQTT_BRIDGE_CLIENT_ID = ""
+    with (
+        running_bridge(client_id="", shared=True) as first,
+        running_bridge(client_id="", shared=True) as second,
+    ):
+        assert first.client_id != second.client_id
+        # Longer than paho's first reconnect delay: a taken-over session would flap by now.
+        threading.Event().wait(3)
+        assert first.connected.is_set() and second.connected.is_set()
+        assert (first.stats.connects, second.stats.connects) == (1, 1)
+        sim = _vehicle_on(broker, vehicle.vin)
+        try:
+            for _ in range(40):
+                sim.send_telemetry(speed_kph=6)
+            wait_for(
+                lambda: TelemetrySample.objects.filter(vehicle=vehicle).count() == 40, timeout=20
+            )
+        finally:
+            sim.stop(graceful=False)
+
+
 def test_a_bridge_that_stops_hands_its_share_to_the_others(broker, vehicle):
     with running_bridge(shared=True) as staying:
         with running_bridge(shared=True) as leaving:
