@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -49,7 +51,17 @@ class BoundedIntegerField(serializers.IntegerField):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Every error is `{"error": {"code", "message", "fields": {name: [messages]}}}`."""
+    """Every error is `{"error": {"code", "message", "fields": {name: [messages]}}}`, in JSON
+    whatever format the request asked for (a CSV export's error is not a CSV row)."""
+    response = _error_response(exc, context)
+    request = context.get("request")
+    if response is not None and request is not None:
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
+    return response
+
+
+def _error_response(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         fields = {exc.field: [exc.message]} if exc.field else {}
         body = {"error": {"code": exc.code, "message": exc.message, "fields": fields}}
@@ -60,6 +72,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
         body = {"error": {"code": "invalid", "message": "invalid input", "fields": fields}}
         return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, SuspiciousOperation):
+        # Django refuses a request body it will not read (too large, too many form fields);
+        # left alone it would answer with an HTML page.
+        code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+        if not isinstance(exc, RequestDataTooBig):
+            code = status.HTTP_400_BAD_REQUEST
+        message = str(exc) or "request body refused"
+        body = {"error": {"code": "invalid", "message": message, "fields": {"body": [message]}}}
+        return Response(body, status=code)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

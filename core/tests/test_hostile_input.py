@@ -10,7 +10,13 @@ from conftest import api_client_for
 from core.jsonlimits import MAX_JSON_DEPTH
 from core.models import AuditEvent
 from ota.models import Campaign, OtaUpdate, UpdateReport
-from ota.tests.conftest import ecm_release, fake_packages, offered_update, published  # noqa: F401
+from ota.tests import conftest as ota_fixtures
+
+# The OTA app's fixtures (an offered update and what it needs), shared with these tests.
+ecm_release = ota_fixtures.ecm_release
+fake_packages = ota_fixtures.fake_packages
+offered_update = ota_fixtures.offered_update
+published = ota_fixtures.published
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +60,7 @@ def test_nesting_up_to_the_limit_still_parses(vehicle_client, vehicle):
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_not_json(operator_client, number):
-    body = '{"name": "x", "firmware_ids": [1], "success_threshold": %s}' % number
+    body = f'{{"name": "x", "firmware_ids": [1], "success_threshold": {number}}}'
     response = operator_client.post("/api/v1/campaigns", body, content_type="application/json")
     assert _error(response, 400)["fields"]["body"]
 
@@ -212,3 +218,20 @@ def test_telemetry_history_limit_is_checked(viewer_client, vehicle, query):
     assert response.status_code in (401, 403)
     response = viewer_client.get(f"/api/v1/diagnostics/telemetry/{vehicle.vin}?{query}")
     assert "limit" in _error(response, 400)["fields"]
+
+
+def test_an_unknown_format_is_a_400_naming_format(viewer_client):
+    error = _error(viewer_client.get("/api/v1/audit-events/export?format=xml"), 400)
+    assert "format" in error["fields"]
+
+
+def test_a_form_body_with_too_many_fields_gets_the_json_error(operator_client):
+    body = {"name": "x", "firmware_ids": [1], "target_vins": ["V"] * 1500}
+    response = operator_client.post("/api/v1/campaigns", body, format="multipart")
+    assert _error(response, 400)["fields"]["body"]
+    assert not Campaign.objects.exists()
+
+
+def test_an_error_of_the_csv_export_is_json(viewer_client):
+    response = viewer_client.get("/api/v1/audit-events/export?format=csv&since=yesterday")
+    assert "since" in _error(response, 400)["fields"]

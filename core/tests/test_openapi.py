@@ -30,3 +30,51 @@ def test_whole_schema_generates_without_warnings_and_names_every_seed_endpoint(
     assert [path for path in seed if path not in paths] == []
     assert any(path.startswith("/api/v1/ota/package/{") for path in paths)
     assert any(path.startswith("/api/v1/diagnostics/results/{") for path in paths)
+
+
+def _schema() -> dict:
+    from drf_spectacular.generators import SchemaGenerator
+
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def _ref_of(response: dict, media_type: str = "application/json") -> str:
+    return response["content"][media_type]["schema"].get("$ref", "")
+
+
+def test_every_operation_documents_its_errors_with_the_one_error_body(db) -> None:
+    schema = _schema()
+    error = schema["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            errors = {code: r for code, r in operation["responses"].items() if code >= "400"}
+            assert errors, f"{method} {path} documents no error"
+            for code, response in errors.items():
+                assert _ref_of(response) == "#/components/schemas/Error", (method, path, code)
+
+
+def test_errors_are_documented_where_they_happen(db) -> None:
+    paths = _schema()["paths"]
+    status = set(paths["/api/v1/ota/status"]["post"]["responses"])
+    assert {"400", "401", "403", "404", "409", "413", "429"} <= status
+    assert "413" in paths["/api/v1/firmware/upload"]["post"]["responses"]
+    assert "409" in paths["/api/v1/campaigns/{id}/start"]["post"]["responses"]
+    listing = paths["/api/v1/vehicles"]["get"]
+    assert "400" in listing["responses"] and "404" not in listing["responses"]
+    limit = next(p for p in listing["parameters"] if p["name"] == "limit")
+    assert limit["schema"]["maximum"] == 1000
+
+
+def test_bodies_are_the_ones_the_server_sends(db) -> None:
+    schema = _schema()
+    paths, components = schema["paths"], schema["components"]["schemas"]
+    control = _ref_of(paths["/api/v1/diagnostics/control"]["post"]["responses"]["202"])
+    assert set(components[control.rsplit("/", 1)[1]]["properties"]) == {"batch_id", "commands"}
+    patch = paths["/api/v1/campaigns/{id}"]["patch"]
+    assert _ref_of(patch["responses"]["200"]).endswith("/CampaignDetail")
+    assert "required" not in components[_ref_of(patch["requestBody"]).rsplit("/", 1)[1]]
+    export = paths["/api/v1/audit-events/export"]["get"]["responses"]["200"]["content"]
+    assert set(export) == {"application/json", "text/csv"}
+    check = paths["/api/v1/ota/check"]["post"]["requestBody"]["content"]["application/json"]
+    assert check["schema"]["$ref"].endswith("/UpdateCheckRequest")

@@ -127,6 +127,13 @@ class TelemetryLatestSerializer(serializers.ModelSerializer):
         fields = ["seq", "reported_at", "received_at", "values"]
 
 
+class ControlSendResultSerializer(serializers.Serializer):
+    """What a send answers: its batch id and one command per vehicle."""
+
+    batch_id = serializers.UUIDField()
+    commands = ControlCommandSerializer(many=True)
+
+
 class ControlBatchSerializer(serializers.Serializer):
     batch_id = serializers.UUIDField()
     counts = serializers.DictField(child=serializers.IntegerField(), required=False)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from core.permissions import IsFleetEngineer, IsOperator, IsViewer
 from diagnostics.api.serializers import (
     ControlBatchSerializer,
     ControlCommandSerializer,
+    ControlSendResultSerializer,
     ControlSendSerializer,
     DiagnosticRequestSerializer,
     DiagnosticSendSerializer,
@@ -87,9 +88,7 @@ class ControlSendView(APIView):
 
     permission_classes = [IsOperator]
 
-    @extend_schema(
-        request=ControlSendSerializer, responses={202: ControlCommandSerializer(many=True)}
-    )
+    @extend_schema(request=ControlSendSerializer, responses={202: ControlSendResultSerializer})
     def post(self, request: Request) -> Response:
         form = ControlSendSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -137,7 +136,16 @@ class TelemetryView(APIView):
 
     permission_classes = [IsViewer]
 
-    @extend_schema(responses=TelemetryViewSerializer)
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY},
+                description="history rows, newest first (default 100)",
+            )
+        ],
+        responses=TelemetryViewSerializer,
+    )
     def get(self, request: Request, vin: str) -> Response:
         vehicle = _vehicle(vin)
         try:

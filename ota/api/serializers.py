@@ -193,6 +193,10 @@ class CampaignWriteSerializer(serializers.Serializer):
     )
 
 
+class CampaignPauseSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=300)
+
+
 class CampaignActionSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.decorators import action
@@ -22,6 +23,7 @@ from ota.api.serializers import (
     AuditEventSerializer,
     CampaignActionSerializer,
     CampaignDetailSerializer,
+    CampaignPauseSerializer,
     CampaignSerializer,
     CampaignWriteSerializer,
     PackageListSerializer,
@@ -174,6 +176,10 @@ class CampaignViewSet(
         )
         return self._detail(campaign)
 
+    @extend_schema(request=CampaignWriteSerializer, responses=CampaignDetailSerializer)
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().partial_update(request, *args, **kwargs)
+
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         campaign_services.delete_campaign(self.get_object(), operator=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -188,14 +194,13 @@ class CampaignViewSet(
         campaign = campaign_services.start_campaign(self.get_object(), operator=request.user)
         return self._accepted(campaign, f"scheduled for {campaign.start_at.isoformat()}")
 
-    @extend_schema(request=None, responses={202: CampaignActionSerializer})
+    @extend_schema(request=CampaignPauseSerializer, responses={202: CampaignActionSerializer})
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str | None = None) -> Response:
-        reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""
-        if not isinstance(reason, str):
-            raise DomainError("must be a string", field="reason")
+        form = CampaignPauseSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
         campaign = campaign_services.pause_campaign(
-            self.get_object(), operator=request.user, reason=reason
+            self.get_object(), operator=request.user, reason=form.validated_data.get("reason", "")
         )
         return self._accepted(campaign, campaign.pause_reason)
 
@@ -305,7 +310,12 @@ class AuditExportView(APIView):
 
     @extend_schema(
         parameters=[*AUDIT_FILTERS, OpenApiParameter("format", str, enum=["json", "csv"])],
-        responses=AuditEventSerializer(many=True),
+        responses={
+            (200, "application/json"): AuditEventSerializer(many=True),
+            (200, "text/csv"): OpenApiResponse(
+                response=OpenApiTypes.STR, description="the same rows as CSV"
+            ),
+        },
     )
     def get(self, request: Request) -> Response:
         events = _audit_events(request)[:AUDIT_EXPORT_LIMIT]
