@@ -406,6 +406,7 @@ class _SilentBroker:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(WAIT)
         self.address = self.listener.getsockname()[:2]
+        self.accepted = threading.Event()
         self.connected = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -415,6 +416,7 @@ class _SilentBroker:
             conn, _ = self.listener.accept()
         except OSError:
             return
+        self.accepted.set()
         with conn:
             conn.settimeout(WAIT)
             with contextlib.suppress(OSError):
@@ -550,3 +552,57 @@ def test_mqtt_connections_are_bounded_per_address_and_in_total(fleet: FleetMater
         for sock in held:
             sock.close()
         stop_in_thread(server.listeners)
+
+
+def test_refused_connect_never_opens_a_broker_connection(fleet: FleetMaterial) -> None:
+    broker = _SilentBroker()
+    try:
+        with _own_listeners(fleet, broker.address) as server:
+            conn = _raw_connection(server, fleet)
+            try:
+                conn.sendall(mqtt_packet(CONNECT, connect_body(VIN_B)))
+                assert conn.recv(4) == bytes([0x20, 2, 0, 5])
+                _closed_within(conn, WAIT)
+            finally:
+                conn.close()
+    finally:
+        broker.close()
+    assert not broker.accepted.is_set()
+
+
+def test_a_slow_binding_lookup_holds_its_connect_but_not_the_other_vehicles(
+    tunnel: MqttTlsTunnel, fleet: FleetMaterial, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pqc.mqtt_front
+
+    lookup_seconds = 2.0
+    real_lookup = pqc.mqtt_front.certificate_speaks_for
+
+    def slow_for_a(vin: str, cert_fingerprint: str) -> bool:
+        if vin == VIN_A:
+            time.sleep(lookup_seconds)
+        return real_lookup(vin, cert_fingerprint)
+
+    monkeypatch.setattr(pqc.mqtt_front, "certificate_speaks_for", slow_for_a)
+    started = time.monotonic()
+    slow = _session(VIN_A, "127.0.0.1", tunnel.port)
+    with MqttTlsTunnel(
+        host=tunnel.host,
+        port_remote=tunnel.port_remote,
+        connect={
+            "config": get_configuration(1, load_catalogue()),
+            "credentials": fleet.credentials[(VIN_B, "ecdsa-p256")],
+            "server_hostname": "localhost",
+        },
+    ) as tunnel_b:
+        other = _session(VIN_B, "127.0.0.1", tunnel_b.port)
+        try:
+            assert other.connected.wait(WAIT)
+            assert other.reason[0] == 0
+            assert not slow.connected.is_set()
+            assert slow.connected.wait(WAIT)
+            assert slow.reason[0] == 0
+            assert time.monotonic() - started >= lookup_seconds
+        finally:
+            _close(other)
+            _close(slow)
