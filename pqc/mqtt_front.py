@@ -509,6 +509,9 @@ class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
         self.pending_bytes = 0
         self.closed = False
         self.peer_ip: str | None = None
+        # From the client certificate, once the handshake has finished.
+        self.vin = ""
+        self.cert_fingerprint = ""
         self._abort_call: Any = None
 
     def connectionMade(self) -> None:  # noqa: N802
