@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import getpass
 import io
 import json
@@ -610,9 +611,20 @@ class Drill:
         for vehicle in self.vehicles:
             if vehicle.process is not None and vehicle.process.poll() is None:
                 os.killpg(vehicle.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
         for vehicle in self.vehicles:
-            if vehicle.process is not None:
-                _end(vehicle.process, grace=20)
+            if vehicle.process is None:
+                continue
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                vehicle.process.wait(max(deadline - time.monotonic(), 0.1))
+            if vehicle.process.poll() is None:
+                os.kill(vehicle.process.pid, signal.SIGUSR1)
+                time.sleep(1)
+                self.report.violations.append(
+                    f"{vehicle.vin}: the vehicle did not stop within 20 s of SIGTERM (its thread "
+                    "stacks are in its log)"
+                )
+            _end(vehicle.process, grace=1)
         # Let the bridges store what the broker still holds for them.
         last = [-1]
 
@@ -878,18 +890,32 @@ def _vehicle(args: argparse.Namespace) -> None:
                 http_reports.append(json["report_id"])
         return response
 
-    SimulatedVehicle.__post_init__ = init  # type: ignore[method-assign]
-    SimulatedVehicle.publish = publish  # type: ignore[method-assign]
-    VehicleHttps.send = send  # type: ignore[method-assign]
-    try:
-        simulator_main.main(args.simulator)
-    finally:
+    def write_record() -> None:
         with lock:
             record: dict[str, list[Any]] = {"telemetry": [], "reports": list(http_reports)}
             for mid, (kind, key) in published.items():
                 if mid in acknowledged:
                     record[kind].append(key)
-        Path(args.acks).write_text(json.dumps(record))
+        draft = Path(f"{args.acks}.tmp")
+        draft.write_text(json.dumps(record))
+        draft.replace(args.acks)
+
+    def keep_writing() -> None:
+        # A vehicle that hangs and has to be killed still leaves its record.
+        while True:
+            time.sleep(2)
+            write_record()
+
+    SimulatedVehicle.__post_init__ = init  # type: ignore[method-assign]
+    SimulatedVehicle.publish = publish  # type: ignore[method-assign]
+    VehicleHttps.send = send  # type: ignore[method-assign]
+    # The drill asks a vehicle that does not stop for its threads' stacks.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    threading.Thread(target=keep_writing, daemon=True).start()
+    try:
+        simulator_main.main(args.simulator)
+    finally:
+        write_record()
 
 
 def main(argv: list[str] | None = None) -> int:
