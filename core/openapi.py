@@ -41,6 +41,7 @@ DESCRIPTIONS = {
     "404": "no such resource (or not the caller's)",
     "409": "valid, but clashes with the current state",
     "413": "request body larger than allowed",
+    "415": "request body in a media type the operation does not take",
     "429": "throttled; retry after `Retry-After` seconds",
 }
 
@@ -112,7 +113,7 @@ class ErrorResponsesSchema(AutoSchema):
         if any(re.fullmatch(m, method) and re.fullmatch(p, path) for m, p in _CONFLICTS):
             codes.append("409")
         if has_body:
-            codes.append("413")
+            codes += ["413", "415"]
         if self.view.get_throttles():
             codes.append("429")
         return codes

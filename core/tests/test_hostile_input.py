@@ -235,3 +235,57 @@ def test_a_form_body_with_too_many_fields_gets_the_json_error(operator_client):
 def test_an_error_of_the_csv_export_is_json(viewer_client):
     response = viewer_client.get("/api/v1/audit-events/export?format=csv&since=yesterday")
     assert "since" in _error(response, 400)["fields"]
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/audit-events?vin=%00", "vin"),
+        ("/api/v1/audit-events?action=a%00", "action"),
+        ("/api/v1/vehicles?model_name=%00", "model_name"),
+        ("/api/v1/ecus?vin=WVWZZZ1JZ3W386752&zone=%00", "zone"),
+        ("/api/v1/vehicles/WVWZZZ1JZ3W386752/software-history?ecu_id=%00", "ecu_id"),
+    ],
+)
+def test_nul_characters_in_query_parameters_are_refused(viewer_client, vehicle, path, field):
+    assert field in _error(viewer_client.get(path), 400)["fields"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/ecus/ECU%00", "/api/v1/vehicles/WVWZZZ1JZ3W38675%00"])
+def test_nul_characters_in_paths_are_refused(viewer_client, vehicle, path):
+    assert _error(viewer_client.get(f"{path}?vin={vehicle.vin}"), 400)["fields"]
+
+
+def test_nul_characters_in_json_strings_are_refused(operator_client):
+    body = {"name": "rollout\u0000", "firmware_ids": [1]}
+    response = operator_client.post("/api/v1/campaigns", body, format="json")
+    assert _error(response, 400)["fields"]
+    assert not Campaign.objects.exists()
+
+
+def test_nul_characters_in_json_keys_are_refused(vehicle_client, vehicle):
+    body = b'{"report_id": "r", "running_versions": {"ECU\\u0000": "1.0.0"}}'
+    response = vehicle_client.post("/api/v1/ota/status", body, content_type="application/json")
+    assert _error(response, 400)["fields"]
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/v1/ota/status", {"report_id": "r\u0000"}),
+        ("/api/v1/ota/check", {"vin": "\u0000"}),
+        (
+            "/api/v1/vehicles/WVWZZZ1JZ3W386752/vci",
+            {
+                "vin": "WVWZZZ1JZ3W386752",
+                "timestamp": 1767225600,
+                "device_id": "VMG\u0000",
+                "ecus": [{"ecu_id": "ECU\u0000", "sw_version": "1.0.0", "hw_version": "2.0"}],
+            },
+        ),
+    ],
+)
+def test_nul_characters_in_vehicle_bodies_are_refused(vehicle_client, vehicle, url, body):
+    response = vehicle_client.post(url, body, format="json")
+    assert _error(response, 400)["fields"]
+    assert not vehicle.vci_snapshots.exists()

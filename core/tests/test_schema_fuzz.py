@@ -4,6 +4,7 @@ through the WSGI application with the caller each operation is meant for, must n
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -36,7 +37,8 @@ published = ota_fixtures.published
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 # Examples per operation: about 40 operations, so the whole run stays within a few minutes.
-EXAMPLES_PER_OPERATION = 25
+# OTA_FUZZ_EXAMPLES raises it for a longer hunt.
+EXAMPLES_PER_OPERATION = int(os.environ.get("OTA_FUZZ_EXAMPLES", "25"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
