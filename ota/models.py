@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from ota.choices import CampaignStatus, UpdateState, WaveStatus
+from ota.served_ranges import covers
 
 # Record states in which a vehicle is working on an update and owes us reports.
 ACTIVE_STATES = (
@@ -189,8 +190,8 @@ class OtaUpdate(models.Model):
     deadline_at = models.DateTimeField(null=True, blank=True)
     last_sequence = models.BigIntegerField(null=True, blank=True)
     last_report_at = models.DateTimeField(null=True, blank=True)
-    # Evidence that the vehicle got its packages from us this attempt: bytes of each package
-    # served to it contiguously from the start, {package_id: bytes}, kept by the download path.
+    # Evidence that the vehicle got its packages from us this attempt: the byte ranges of each
+    # package served to it, {package_id: [[start, end], ...]}, kept by the download path.
     served_bytes = models.JSONField(default=dict, blank=True)
     last_download_at = models.DateTimeField(null=True, blank=True)
     offered_at = models.DateTimeField(null=True, blank=True)
@@ -230,7 +231,7 @@ class OtaUpdate(models.Model):
         """True once every package of the plan was served to the vehicle in full."""
         packages = self.plan.get("packages") or []
         return bool(packages) and all(
-            self.served_bytes.get(package["package_id"], 0) >= package["size"]
+            covers(self.served_bytes.get(package["package_id"], []), package["size"])
             for package in packages
         )
 

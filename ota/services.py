@@ -61,6 +61,7 @@ from firmware.models import Firmware
 from ota.choices import ReportSource, UpdateState, VmgState
 from ota.models import ACTIVE_STATES, TERMINAL_STATES, OtaUpdate, UpdateReport
 from ota.planning import analyse_vehicle
+from ota.served_ranges import add_range, covers
 from ota.state_machine import (
     InvalidTransition,
     check_vehicle_move,
@@ -987,17 +988,16 @@ def record_download_progress(*, vehicle_id: int, package_id: str, first: int, co
         return  # served outside an open update (say a repeat after the outcome): no evidence
     now = timezone.now()
     served = dict(update.served_bytes)
-    through = served.get(package_id, 0)
-    if first <= through:
-        served[package_id] = max(through, first + count)
+    size = next(p["size"] for p in update.plan["packages"] if p["package_id"] == package_id)
+    was_complete = covers(served.get(package_id, []), size)
+    served[package_id] = add_range(served.get(package_id, []), first, first + count)
     update.served_bytes = served
     update.last_download_at = now
     if update.campaign_id:
         update.campaign  # noqa: B018
     _keep_alive(update, now)
     update.save(update_fields=["served_bytes", "last_download_at", "deadline_at", "updated_at"])
-    size = next(p["size"] for p in update.plan["packages"] if p["package_id"] == package_id)
-    if through < size <= served[package_id]:
+    if not was_complete and covers(served[package_id], size):
         record_event(
             action="ota.package.served",
             actor=f"vehicle:{update.vehicle.vin}",

@@ -130,7 +130,7 @@ def test_a_download_in_progress_keeps_the_update_alive(
     assert expire_silent_updates(now=soon) == 0
     update.refresh_from_db()
     assert update.state == UpdateState.OFFERED
-    assert update.served_bytes == {package["package_id"]: 100}
+    assert update.served_bytes == {package["package_id"]: [[0, 100]]}
     # A vehicle that stops downloading and reporting still times out.
     timeout = update.campaign.timeout_seconds()
     assert expire_silent_updates(now=soon + timedelta(seconds=timeout)) == 1
@@ -145,12 +145,29 @@ def test_resumed_ranges_add_up_and_a_gap_does_not(vehicle, vehicle_client, offer
     record_package_served(**served, first=0, count=600)
     record_package_served(**served, first=1500, count=500)  # a gap: not contiguous
     update.refresh_from_db()
-    assert update.served_bytes[package["package_id"]] == 600
+    assert update.served_bytes[package["package_id"]] == [[0, 600], [1500, 2000]]
     assert not update.packages_served()
     record_package_served(**served, first=600, count=1400)  # resumed where it stopped
     update.refresh_from_db()
     assert update.packages_served()
     assert AuditEvent.objects.filter(action="ota.package.served").count() == 1
+
+
+def test_ranges_recorded_out_of_order_add_up(vehicle, vehicle_client, offered_update) -> None:
+    # A cut response is closed, and its bytes recorded, after the resumed request has begun.
+    from firmware.services import record_package_served
+
+    update = planned(vehicle_client, offered_update)
+    [package] = update.plan["packages"]
+    size = package["size"]
+    served = dict(vehicle_id=vehicle.pk, package_id=package["package_id"])
+    record_package_served(**served, first=size // 2, count=size - size // 2)
+    update.refresh_from_db()
+    assert not update.packages_served()
+    record_package_served(**served, first=0, count=size // 2)
+    update.refresh_from_db()
+    assert update.packages_served()
+    assert update.served_bytes[package["package_id"]] == [[0, size]]
 
 
 def test_bytes_served_by_the_download_view_are_recorded_against_the_update(
@@ -171,7 +188,7 @@ def test_bytes_served_by_the_download_view_are_recorded_against_the_update(
     assert first.status_code == 206
     assert len(b"".join(first.streaming_content)) == half
     update = OtaUpdate.objects.get(pk=plan["update_id"])
-    assert update.served_bytes == {package["package_id"]: half}
+    assert update.served_bytes == {package["package_id"]: [[0, half]]}
     assert update.last_download_at is not None
     rest = car.get(url, HTTP_RANGE=f"bytes={half}-")
     b"".join(rest.streaming_content)
