@@ -8,6 +8,7 @@ app_name = "core"
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("", views.fleet, name="fleet"),
     path("campaigns/", views.campaigns, name="campaigns"),
     path("campaigns/new", views.campaign_create, name="campaign-create"),

@@ -15,7 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from core import dashboard
+from core import dashboard, health
 from core.api import DomainError
 from core.roles import Role, has_role, user_roles
 from vehicles.models import Vehicle
@@ -30,6 +30,22 @@ def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: the database answers and every background service of this process is up.
+
+    A bridge that died or lost its broker makes the process unready (503), so a load balancer
+    or orchestrator sees what the logs say; the error texts stay in the logs, not here.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    services = {name: state["state"] for name, state in health.background_services().items()}
+    ready = health.healthy()
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "services": services},
+        status=200 if ready else 503,
+    )
 
 
 def role_required(role: str) -> Callable[[View], View]:
