@@ -23,5 +23,8 @@ def parse_timestamp(value: Any, *, field: str = "timestamp") -> datetime:
             raise DomainError("timestamp must be Unix seconds or ISO 8601", field=field)
         if parsed.tzinfo is None:
             raise DomainError("an ISO 8601 timestamp needs a UTC offset", field=field)
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # the first or last hours of the calendar, moved past its end
+            raise DomainError("timestamp is out of range", field=field) from None
     raise DomainError("timestamp must be Unix seconds or ISO 8601", field=field)

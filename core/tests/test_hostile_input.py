@@ -289,3 +289,13 @@ def test_nul_characters_in_vehicle_bodies_are_refused(vehicle_client, vehicle, u
     response = vehicle_client.post(url, body, format="json")
     assert _error(response, 400)["fields"]
     assert not vehicle.vci_snapshots.exists()
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", 10**20]
+)
+def test_vci_timestamps_beyond_the_calendar_are_refused(vehicle_client, vehicle, timestamp):
+    ecu = {"ecu_id": "ECU_001", "sw_version": "1.1.1", "hw_version": "2.0"}
+    body = {"vin": vehicle.vin, "timestamp": timestamp, "ecus": [ecu]}
+    response = vehicle_client.post(f"/api/v1/vehicles/{vehicle.vin}/vci", body, format="json")
+    assert "timestamp" in _error(response, 400)["fields"]

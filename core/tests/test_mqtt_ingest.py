@@ -234,3 +234,11 @@ def test_a_message_the_database_refuses_is_dropped_alone_from_its_batch(vehicle)
     else:
         assert outcomes == {"accepted": 3}
         assert stored == [1, 2, 3]
+
+
+def test_a_time_past_the_calendar_is_rejected_alone_from_its_batch(vehicle):
+    topic = f"vehicle/{vehicle.vin}/telemetry"
+    late = telemetry(vehicle.vin, seq=1, timestamp="0001-01-01T00:00:00+01:00")
+    outcomes = handle_batch([(topic, encode(late)), (topic, encode(telemetry(vehicle.vin, seq=2)))])
+    assert outcomes == {"accepted": 1, "dropped:rejected": 1}
+    assert list(TelemetrySample.objects.values_list("seq", flat=True)) == [2]

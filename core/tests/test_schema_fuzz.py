@@ -69,10 +69,10 @@ OPERATOR_ROUTES = [
 
 def _persona_of(method: str, path: str) -> str:
     for route_method, pattern in VEHICLE_ROUTES:
-        if route_method in (None, method) and re.fullmatch(pattern, path):
+        if route_method in (None, method) and re.fullmatch(pattern, path, re.DOTALL):
             return "vehicle"
     for route_method, pattern, persona in OPERATOR_ROUTES:
-        if route_method in (None, method) and re.fullmatch(pattern, path):
+        if route_method in (None, method) and re.fullmatch(pattern, path, re.DOTALL):
             return persona
     raise AssertionError(f"no persona for {method} {path}")
 

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from rest_framework import serializers
 
+from core.api import DomainError
 from ecus.models import SoftwareChange
 from vehicles.choices import VehicleStatus
 from vehicles.models import VciSnapshot, Vehicle, ZonalGateway
+from vehicles.services import parse_vci_timestamp
 
 
 class VehicleRegisterSerializer(serializers.Serializer):
@@ -81,6 +86,23 @@ class VciSerializer(serializers.Serializer):
     timestamp = serializers.CharField(help_text="Unix seconds (number) or ISO 8601 text")
     trigger = serializers.CharField(required=False)
     ecus = VciEcuSerializer(many=True)
+
+
+class VciTimestampSerializer(serializers.Serializer):
+    """The VCI's time, checked in front of `vehicles.services.record_vci`: its parser accepts an
+    ISO time whose offset moves it past the calendar's first or last day, which no database
+    column holds."""
+
+    timestamp = serializers.JSONField()
+
+    def validate_timestamp(self, value: Any) -> Any:
+        try:
+            parse_vci_timestamp(value).astimezone(dt.UTC)
+        except OverflowError:
+            raise serializers.ValidationError("outside the years 1..9999 in UTC") from None
+        except DomainError as exc:
+            raise serializers.ValidationError(exc.message) from None
+        return value
 
 
 class PlanItemSerializer(serializers.Serializer):

@@ -18,6 +18,7 @@ from vehicles.api.serializers import (
     VciResultSerializer,
     VciSerializer,
     VciSnapshotSerializer,
+    VciTimestampSerializer,
     VehicleBriefSerializer,
     VehicleFilterSerializer,
     VehicleRegisterSerializer,
@@ -95,6 +96,7 @@ class VciView(VehicleThrottled, APIView):
     @extend_schema(request=VciSerializer, responses={201: VciResultSerializer})
     def post(self, request: Request, vin: str) -> Response:
         vehicle = vehicle_for(request, vin)
+        VciTimestampSerializer(data=request.data).is_valid(raise_exception=True)
         result = record_vci(vehicle=vehicle, vci=request.data, source="http")
         settled = result.settled_update
         body = {
