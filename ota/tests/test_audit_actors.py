@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from core.models import AuditEvent
 from core.mqtt.ingest import handle_message
+from ota.campaigns import create_campaign
 from ota.engine import run_tick
 from ota.models import Campaign, OtaUpdate
 from ota.tests.conftest import launch_campaign
@@ -75,3 +78,15 @@ def test_a_timeout_names_the_worker_not_the_silent_vehicle(
     update.refresh_from_db()
     assert update.state == "failed"
     assert _actors("ota.update.failed") == [("system:campaign-worker", None)]
+
+
+def test_a_dashboard_action_names_the_operator_who_clicked(
+    fleet_operator, other_operator, ecm_release
+) -> None:
+    campaign = create_campaign(operator=fleet_operator, name="c", firmware_ids=[ecm_release.pk])
+    browser = Client()
+    browser.force_login(other_operator)
+    response = browser.post(reverse("core:campaign-action", args=[campaign.pk, "start"]))
+    assert response.status_code == 302
+    assert _actors("campaign.created") == [("user:olga", fleet_operator.pk)]
+    assert _actors("campaign.started") == [("user:oscar", other_operator.pk)]
