@@ -282,3 +282,29 @@ def test_every_admin_path_changes_nothing_or_is_audited(fleet, admin_user) -> No
     } <= by_admin, sorted(by_admin)
     assert check_chain().intact
     assert AuditChainHead.objects.get().last_event_id == AuditEvent.objects.last().pk
+
+
+def test_accounts_made_and_changed_in_the_admin_are_audited(admin_user, fleet_operator) -> None:
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get(reverse("admin:auth_user_add"))
+    data = submitted_form(page, User) | {
+        "username": ["nina"],
+        "password1": [WALK_PASSWORD],
+        "password2": [WALK_PASSWORD],
+        "_save": ["1"],
+    }
+    assert client.post(reverse("admin:auth_user_add"), data).status_code == 302
+    nina = User.objects.get(username="nina")
+    password_url = reverse("admin:auth_user_password_change", args=[fleet_operator.pk])
+    changed = client.post(
+        password_url, {"password1": WALK_PASSWORD + "2", "password2": WALK_PASSWORD + "2"}
+    )
+    assert changed.status_code == 302
+
+    events = AuditEvent.objects.filter(object_type="user").order_by("id")
+    assert [(e.action, e.object_id, e.actor_label) for e in events] == [
+        ("user.created", str(nina.pk), "user:ada"),
+        ("user.changed", str(fleet_operator.pk), "user:ada"),
+    ]
+    assert "pbkdf2" not in str(events[1].details) and "md5" not in str(events[1].details)
