@@ -921,7 +921,7 @@ def _vehicle(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ota.tests.fault_drill", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--vehicles", type=int, default=8)
+    parser.add_argument("--vehicles", type=int, default=40)
     parser.add_argument("--image-bytes", type=int, default=2 * 1024**2)
     parser.add_argument("--outage-seconds", type=float, default=20.0)
     parser.add_argument(

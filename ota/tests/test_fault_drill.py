@@ -2,7 +2,7 @@
 
 Real processes only: two `manage.py runota` on one private PostgreSQL cluster, one Redis
 channel layer and one private Mosquitto, with reference vehicles in their own processes (see
-ota/tests/fault_drill.py). FAULT_DRILL_VEHICLES sets the fleet size (default 8, see
+ota/tests/fault_drill.py). FAULT_DRILL_VEHICLES sets the fleet size (default 40, see
 docs/BENCHMARKS.md "Reliability" for why).
 """
 
@@ -19,7 +19,7 @@ from ota.tests.fault_drill import PG_BIN, Drill
 
 pytestmark = [pytest.mark.slow]
 
-VEHICLES = int(os.environ.get("FAULT_DRILL_VEHICLES", "8"))
+VEHICLES = int(os.environ.get("FAULT_DRILL_VEHICLES", "40"))
 REDIS_URL = os.environ.get("FAULT_DRILL_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
