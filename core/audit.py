@@ -28,7 +28,8 @@ HASHED_FIELDS = (
 
 
 def actor_label_of(actor: Any) -> str:
-    """ "user:<name>", "vehicle:<VIN>" or "system:<component>" for a User, VehicleUser or label."""
+    """The label an event keeps of who caused it: "user:<name>", "vehicle:<VIN>" or
+    "system:<component>", from a User, a VehicleUser or such a label; None is plain "system"."""
     if actor is None:
         return "system"
     if isinstance(actor, str):
