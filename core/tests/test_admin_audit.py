@@ -107,10 +107,9 @@ def _snapshot() -> dict[str, list[tuple[Any, ...]]]:
         if model._meta.label_lower in UNWATCHED or model._meta.proxy:
             continue
         names = [field.attname for field in model._meta.concrete_fields]
-        state[model._meta.label_lower] = [
-            tuple(str(value) for value in row)
-            for row in model._default_manager.order_by("pk").values_list(*names)
-        ]
+        state[model._meta.label_lower] = list(
+            model._base_manager.order_by("pk").values_list(*names)
+        )
         for field in model._meta.many_to_many:
             through = field.remote_field.through
             state[f"{model._meta.label_lower}.{field.name}"] = sorted(
