@@ -52,6 +52,8 @@ VIN_ALPHABET = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"
 OPERATOR = "drill-operator"
 ECU_TYPE = "ECM"
 TARGET_VERSION = "2.0.0"
+# How long each vehicle spends flashing before it writes the images.
+INSTALL_SECONDS = 2.0
 
 
 class DrillError(RuntimeError):
@@ -465,6 +467,7 @@ class Drill:
     def _start_vehicle(self, vehicle: Vehicle) -> None:
         args = [
             sys.executable, "-m", "ota.tests.fault_drill", "vehicle", "--acks", str(vehicle.log),
+            "--install-seconds", str(INSTALL_SECONDS),
             "--", "--vin", vehicle.vin, "--api-port", str(vehicle.server.vehicle_port),
             "--mqtt-port", str(vehicle.server.mqtt_port),
             "--credentials", str(self.base / "vehicles" / vehicle.vin),
@@ -566,12 +569,15 @@ class Drill:
         self.report.faults.append(Fault(name, round(self.elapsed(), 1), in_progress, states))
 
     def _wait_for_state(self, server: Server, wanted: tuple[str, ...], what: str) -> None:
-        wait_until(
-            lambda: any(self.states(server).get(state) for state in wanted),
-            timeout=120,
-            what=what,
-            every=0.05,
-        )
+        try:
+            wait_until(
+                lambda: any(self.states(server).get(state) for state in wanted),
+                timeout=120,
+                what=what,
+                every=0.05,
+            )
+        except DrillError as exc:
+            raise DrillError(f"{exc}; updates by state: {self.states(server)}") from None
 
     def _faults(self) -> None:
         first, second = self.servers
@@ -853,8 +859,10 @@ def _vehicle(args: argparse.Namespace) -> None:
 
     import simulator.__main__ as simulator_main
     from simulator.https import VehicleHttps
+    from simulator.ota import OtaAgent
     from simulator.vehicle import SimulatedVehicle
 
+    args_install_seconds = args.install_seconds
     lock = threading.Lock()
     published: dict[int, tuple[str, Any]] = {}
     acknowledged: set[int] = set()
@@ -868,6 +876,7 @@ def _vehicle(args: argparse.Namespace) -> None:
     original_init = SimulatedVehicle.__post_init__
     original_publish = SimulatedVehicle.publish
     original_send = VehicleHttps.send
+    original_install = OtaAgent._install
 
     def init(self: SimulatedVehicle) -> None:
         original_init(self)
@@ -890,6 +899,11 @@ def _vehicle(args: argparse.Namespace) -> None:
                 http_reports.append(json["report_id"])
         return response
 
+    def install(self: OtaAgent, *args: Any, **kwargs: Any) -> Any:
+        # Flashing a real ECU takes a while: the window the second crash has to hit.
+        time.sleep(args_install_seconds)
+        return original_install(self, *args, **kwargs)
+
     def write_record() -> None:
         with lock:
             record: dict[str, list[Any]] = {"telemetry": [], "reports": list(http_reports)}
@@ -909,6 +923,7 @@ def _vehicle(args: argparse.Namespace) -> None:
     SimulatedVehicle.__post_init__ = init  # type: ignore[method-assign]
     SimulatedVehicle.publish = publish  # type: ignore[method-assign]
     VehicleHttps.send = send  # type: ignore[method-assign]
+    OtaAgent._install = install  # type: ignore[method-assign]
     # The drill asks a vehicle that does not stop for its threads' stacks.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     threading.Thread(target=keep_writing, daemon=True).start()
@@ -919,8 +934,11 @@ def _vehicle(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ota.tests.fault_drill", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m ota.tests.fault_drill",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--vehicles", type=int, default=40)
     parser.add_argument("--image-bytes", type=int, default=2 * 1024**2)
     parser.add_argument("--outage-seconds", type=float, default=20.0)
@@ -939,6 +957,7 @@ def main(argv: list[str] | None = None) -> int:
     inspect.add_argument("--vins", required=True)
     vehicle = helpers.add_parser("vehicle")
     vehicle.add_argument("--acks", required=True)
+    vehicle.add_argument("--install-seconds", type=float, default=0.0)
     vehicle.add_argument("simulator", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.helper == "setup":
