@@ -86,7 +86,8 @@ def record_event(
 
     `actor` is a User, a VehicleUser, a label string ("system:campaign-worker") or None.
     The chain head stays locked until the caller's transaction ends, so concurrent workflows
-    append one after another and the chain never forks.
+    append one after another and the chain never forks. Take row locks before auditing: a
+    workflow that locks rows after this call can deadlock with one that audits after them.
     """
     user = actor if getattr(actor, "pk", None) is not None and hasattr(actor, "username") else None
     fields = {
