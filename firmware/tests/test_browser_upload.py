@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from core.roles import Role
 from core.tests.browser.conftest import (  # noqa: F401  (fixtures)
@@ -20,8 +22,6 @@ from firmware.models import Firmware
 from firmware.tests import factories
 
 pytestmark = pytest.mark.slow
-
-STATUS = "document.getElementById('upload-status').textContent"
 
 
 def test_fleet_engineer_uploads_firmware_with_a_progress_bar(
@@ -42,7 +42,8 @@ def test_fleet_engineer_uploads_firmware_with_a_progress_bar(
     page.fill("#id_hardware_versions", "2.0, 2.1")
     page.set_input_files("#id_file", str(image))
     page.click("input[type=submit]")
-    page.wait_for_function(f"{STATUS}.startsWith('Stored')")
+    # Locator waits, not wait_for_function: the console's CSP forbids evaluating strings.
+    expect(page.locator("#upload-status")).to_have_text(re.compile(r"^Stored"), timeout=30_000)
     screenshot(page, "firmware-upload")
 
     assert page.locator("#upload-progress").evaluate("bar => bar.value") == 100
@@ -53,6 +54,6 @@ def test_fleet_engineer_uploads_firmware_with_a_progress_bar(
 
     # The same release again: the page shows the API's error naming the field.
     page.click("input[type=submit]")
-    page.wait_for_function(f"{STATUS}.startsWith('409')")
+    expect(page.locator("#upload-status")).to_have_text(re.compile(r"^409"), timeout=30_000)
     assert "version:" in page.locator("#upload-status").inner_text()
     assert Firmware.objects.filter(ecu_type__code="ECM").count() == 1
