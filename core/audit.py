@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from core.models import AuditChainHead, AuditEvent
 
 ACTOR_KINDS = ("user", "vehicle", "system")
 HEAD_ID = 1
+HASH_VERSION = 2
 # Rows fetched per round trip while verifying; the whole trail never sits in memory.
 VERIFY_CHUNK = 2000
 HASHED_FIELDS = (
@@ -46,7 +49,11 @@ def actor_label_of(actor: Any) -> str:
     return f"user:{username}"
 
 
-def _entry_hash(previous_hash: str, fields: dict[str, Any]) -> str:
+def _entry_hash(
+    previous_hash: str, fields: dict[str, Any], created_at: dt.datetime, version: int
+) -> str:
+    if version >= 2:
+        fields = {**fields, "created_at": created_at.astimezone(dt.UTC).isoformat()}
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256((previous_hash + canonical).encode()).hexdigest()
 
@@ -102,10 +109,13 @@ def record_event(
     }
     with transaction.atomic():
         head = _locked_head()
+        created_at = timezone.now()
         event = AuditEvent.objects.create(
             actor=user,
+            created_at=created_at,
             previous_hash=head.last_hash,
-            entry_hash=_entry_hash(head.last_hash, fields),
+            entry_hash=_entry_hash(head.last_hash, fields, created_at, HASH_VERSION),
+            hash_version=HASH_VERSION,
             **fields,
         )
         AuditChainHead.objects.filter(pk=HEAD_ID).update(
@@ -132,15 +142,23 @@ def check_chain() -> ChainReport:
     """Walk the trail in id order, recomputing each hash; stop at the first break."""
     previous_hash = ""
     count = 0
+    newest_version = 1
     rows = AuditEvent.objects.order_by("id").values_list(
-        "id", "previous_hash", "entry_hash", *HASHED_FIELDS
+        "id", "previous_hash", "entry_hash", "created_at", "hash_version", *HASHED_FIELDS
     )
-    for event_id, stored_previous, stored_hash, *values in rows.iterator(chunk_size=VERIFY_CHUNK):
+    for event_id, stored_previous, stored_hash, created_at, version, *values in rows.iterator(
+        chunk_size=VERIFY_CHUNK
+    ):
         if stored_previous != previous_hash:
             return ChainReport(
                 count, previous_hash, event_id, "previous hash does not match the event before it"
             )
-        if stored_hash != _entry_hash(previous_hash, dict(zip(HASHED_FIELDS, values, strict=True))):
+        if version < newest_version:
+            # Older events stay as they were hashed; a newer writer never goes back.
+            return ChainReport(count, previous_hash, event_id, "hash version goes back")
+        newest_version = version
+        fields = dict(zip(HASHED_FIELDS, values, strict=True))
+        if stored_hash != _entry_hash(previous_hash, fields, created_at, version):
             return ChainReport(count, previous_hash, event_id, "content does not match its hash")
         previous_hash = stored_hash
         count += 1

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class AuditEvent(models.Model):
@@ -11,7 +12,8 @@ class AuditEvent(models.Model):
     that `core.audit.verify_chain()` checks; PostgreSQL also refuses UPDATE and DELETE by trigger.
     """
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set before saving (not auto_now_add) because the entry hash covers it.
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
@@ -30,6 +32,8 @@ class AuditEvent(models.Model):
     details = models.JSONField(default=dict, blank=True)
     previous_hash = models.CharField(max_length=64, blank=True)
     entry_hash = models.CharField(max_length=64, unique=True)
+    # What the entry hash covers: 1, events written before it covered the time; 2, the time too.
+    hash_version = models.PositiveSmallIntegerField(default=1)
 
     class Meta:
         ordering = ["id"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import os
 import sqlite3
 import subprocess
@@ -10,8 +11,9 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
+from django.utils import timezone
 
-from core.audit import check_chain, record_event, verify_chain
+from core.audit import _entry_hash, check_chain, record_event, verify_chain
 from core.models import AuditChainHead, AuditEvent
 
 
@@ -158,3 +160,45 @@ def test_actor_labels_must_name_their_kind(db, label: str) -> None:
     with pytest.raises(ValueError, match="audit actor"):
         record_event(action="a", actor=label)
     assert not AuditEvent.objects.exists()
+
+
+def test_a_changed_timestamp_breaks_the_chain(db) -> None:
+    record_event(action="a", actor="system:test")
+    backdated = record_event(action="b", actor="system:test")
+    record_event(action="c", actor="system:test")
+    _tamper(
+        "UPDATE core_auditevent SET created_at = %s WHERE id = %s",
+        [backdated.created_at - datetime.timedelta(days=3), backdated.pk],
+    )
+    report = check_chain()
+    assert (report.broken_id, report.reason) == (backdated.pk, "content does not match its hash")
+
+
+def test_events_hashed_before_the_time_was_covered_still_verify(db) -> None:
+    """A trail written before upgrading (hash version 1) continues with version 2 events."""
+    fields = {
+        "actor_label": "system:test",
+        "action": "before-upgrade",
+        "vehicle_vin": "",
+        "object_type": "",
+        "object_id": "",
+        "before": {},
+        "after": {},
+        "details": {},
+    }
+    created_at = timezone.now()
+    old = AuditEvent.objects.create(
+        created_at=created_at,
+        previous_hash="",
+        entry_hash=_entry_hash("", fields, created_at, 1),
+        hash_version=1,
+        **fields,
+    )
+    AuditChainHead.objects.update_or_create(
+        pk=1, defaults={"last_hash": old.entry_hash, "last_event_id": old.pk, "event_count": 1}
+    )
+    new = record_event(action="after-upgrade", actor="system:test")
+    assert (new.previous_hash, new.hash_version) == (old.entry_hash, 2)
+    assert check_chain().intact
+    _tamper("UPDATE core_auditevent SET hash_version = 1 WHERE id = %s", [new.pk])
+    assert check_chain().broken_id == new.pk
