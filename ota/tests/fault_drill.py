@@ -661,7 +661,7 @@ class Drill:
         acked_reports: set[str] = set()
         for vehicle in self.vehicles:
             vin = vehicle.vin
-            running = _running_versions(vehicle.state_dir)
+            running = _running_versions(vin, vehicle.state_dir)
             registry = seen["ecus"].get(vin, {})
             if running != {k: registry.get(k) for k in running}:
                 differ = {
@@ -748,13 +748,19 @@ class Drill:
             redis.Redis.from_url(self.redis_url, socket_timeout=3).flushdb()
 
 
-def _running_versions(state_dir: Path) -> dict[str, str]:
-    """What the vehicle itself runs, from the state file it keeps across restarts."""
+def _running_versions(vin: str, state_dir: Path) -> dict[str, str]:
+    """What the vehicle itself runs: its state file, or its build sheet before any update."""
+    from simulator.ecus import load_build_sheet
+
+    running = {
+        ecu_id: ecu.sw_version
+        for ecu_id, ecu in load_build_sheet(ROOT / "config" / "ecu_registry.yaml", vin).items()
+    }
     state_file = state_dir / "state.json"
-    if not state_file.exists():
-        return {}
-    ecus = json.loads(state_file.read_text()).get("ecus", {})
-    return {ecu_id: ecu["sw_version"] for ecu_id, ecu in ecus.items()}
+    if state_file.exists():
+        ecus = json.loads(state_file.read_text()).get("ecus", {})
+        running.update({ecu_id: ecu["sw_version"] for ecu_id, ecu in ecus.items()})
+    return running
 
 
 def _read_acks(path: Path) -> dict[str, list[Any]] | None:
