@@ -80,6 +80,9 @@ def make_delta(algorithm: DeltaAlgorithm, base: bytes, target: bytes, *, level: 
     raise DeltaError(f"cannot make a delta with {algorithm!r}")
 
 
+BSDIFF4_MAX_CONTROL_BYTES = 64 * 1024**2
+
+
 def _bounded_bz2(data: bytes, limit: int, block: str) -> bytes:
     """Decompress one bzip2 stream into at most `limit` bytes, refusing more or trailing data."""
     decompressor = bz2.BZ2Decompressor()
@@ -105,8 +108,10 @@ def _bsdiff4_blocks(delta: bytes, new_size: int) -> tuple[bytes, bytes, bytes]:
         raise DeltaError("bsdiff4 block lengths run past the patch")
     control_end = 32 + control_size
     diff_end = control_end + diff_size
-    # A control triple is 24 bytes; one per 24 bytes of output is far more than bsdiff writes.
-    control = _bounded_bz2(delta[32:control_end], new_size + 24, "control")
+    # A control triple is 24 bytes and covers at least one output byte, except the last two
+    # bsdiff may write; no real patch comes near the absolute cap.
+    control_limit = min(24 * (new_size + 2), BSDIFF4_MAX_CONTROL_BYTES)
+    control = _bounded_bz2(delta[32:control_end], control_limit, "control")
     if len(control) % 24:
         raise DeltaError("bsdiff4 control block is not whole triples")
     diff = _bounded_bz2(delta[control_end:diff_end], new_size, "diff")

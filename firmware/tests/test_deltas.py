@@ -72,3 +72,15 @@ def test_bsdiff4_block_with_trailing_data_is_refused() -> None:
     delta = make_delta(DeltaAlgorithm.BSDIFF4, b"old image", target)
     with pytest.raises(DeltaError, match="extra block has trailing data"):
         apply_delta(DeltaAlgorithm.BSDIFF4, b"old image", delta + bz2.compress(b"x"), max_size=100)
+
+
+def test_bsdiff4_round_trips_tiny_images_with_more_triples_than_bytes() -> None:
+    # bsdiff may write more control triples than a tiny image has bytes.
+    import random
+
+    rng = random.Random(7)
+    for size in range(0, 64):
+        base = rng.randbytes(rng.randrange(0, 64))
+        target = rng.randbytes(size)
+        delta = make_delta(DeltaAlgorithm.BSDIFF4, base, target)
+        assert apply_delta(DeltaAlgorithm.BSDIFF4, base, delta, max_size=size) == target
