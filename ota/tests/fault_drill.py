@@ -282,6 +282,8 @@ class DrillReport:
     telemetry_acknowledged: int = 0
     telemetry_stored: int = 0
     drops: dict[str, int] = field(default_factory=dict)
+    # "<update state>, vehicle runs <targets|sources|other>, registry <same|differs>": vehicles
+    truth: dict[str, int] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     verify_audit: str = ""
@@ -659,6 +661,7 @@ class Drill:
         acked_telemetry = 0
         lost_telemetry: list[str] = []
         acked_reports: set[str] = set()
+        truth: Counter[str] = Counter()
         for vehicle in self.vehicles:
             vin = vehicle.vin
             running = _running_versions(vin, vehicle.state_dir)
@@ -675,6 +678,11 @@ class Drill:
             targets, sources = update["targets"], update["sources"]
             runs_targets = all(running.get(k) == v for k, v in targets.items())
             runs_sources = all(running.get(k) == v for k, v in sources.items())
+            runs = "targets" if runs_targets else "sources" if runs_sources else "other"
+            same = running == {k: registry.get(k) for k in running}
+            truth[
+                f"{update['state']}, vehicle runs {runs}, registry {'same' if same else 'differs'}"
+            ] += 1
             if update["state"] == "succeeded" and not runs_targets:
                 violations.append(f"{vin}: update succeeded but the vehicle runs {running}")
             if update["state"] in ("failed", "rolled_back", "cancelled") and not runs_sources:
@@ -716,6 +724,7 @@ class Drill:
                 f"dropped (drops {seen['drops']}, {refused} of them refused reports): "
                 f"{lost_telemetry[:10]}"
             )
+        self.report.truth = dict(truth)
         self.report.telemetry_acknowledged = acked_telemetry
         self.report.telemetry_stored = sum(len(s) for s in seen["telemetry"].values())
         self.report.reports_acknowledged = len(acked_reports)

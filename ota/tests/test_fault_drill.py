@@ -65,6 +65,7 @@ def test_a_campaign_through_crashes_and_outages_ends_in_the_vehicles_truth():
     ).run()
 
     summary = json.dumps(asdict(report), indent=1)
+    print(summary)  # shown with the failure, or with -s
     assert [fault.name for fault in report.faults] == [
         "kill -9 runota a mid-download",
         "kill -9 runota b between download and install",
