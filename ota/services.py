@@ -14,6 +14,9 @@ Entry points other components call:
           percentage   int 0..100, current_step str, error str
           running_versions  {ecu_id: version} the vehicle runs after reboot (proves success)
           rolled_back  bool: the vehicle booted back into the previous software
+          package_proofs  {package_id: hex HMAC-SHA256 of the whole package file, keyed by the
+                       attempt's possession_nonce}: evidence of possession for a package whose
+                       download the server did not record in full
         Raises core.api.DomainError (400, field named) for bad input, NotFoundError (404) when
         there is no such update, ConflictError (409) for an invalid transition (which is stored).
         A report of an earlier phase of the open attempt (a vehicle that restarted, or a server
@@ -25,7 +28,7 @@ Entry points other components call:
         sign of life that keeps a long download from timing out.
 
 Truth rules: an update succeeds only when every package of its plan was served to the vehicle
-in full during this attempt AND the vehicle shows the target versions running; running versions
+in full during this attempt, or the vehicle proves it holds it (package_proofs), AND the vehicle shows the target versions running; running versions
 nobody offered are refused and never reach the ECU registry; a VCI contradicting a success
 reopens it.
 
@@ -38,7 +41,11 @@ with a process that does not follow the order) is run again, a bounded number of
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import re
+import secrets
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -57,7 +64,7 @@ from core.events import campaign_group, publish_event, vehicle_group
 from core.mqtt.publisher import publish_desired_state
 from ecus.models import Ecu, SoftwareChange
 from ecus.versions import InvalidVersion, SemVer
-from firmware.models import Firmware
+from firmware.models import Firmware, ZonePackage
 from ota.choices import ReportSource, UpdateState, VmgState
 from ota.models import ACTIVE_STATES, TERMINAL_STATES, OtaUpdate, UpdateReport
 from ota.planning import analyse_vehicle
@@ -330,6 +337,10 @@ class UpdateCheck:
     refused: str = ""
 
     @property
+    def possession_nonce(self) -> str | None:
+        return self.update.plan.get("possession_nonce") if self.update_available else None
+
+    @property
     def update_available(self) -> bool:
         return bool(self.update is not None and self.update.is_active() and self.items)
 
@@ -394,7 +405,9 @@ def _plan_update(update: OtaUpdate, vehicle: Vehicle) -> OtaUpdate:
         firmware_ids=firmware_ids,
         zones=campaign.target_zones if campaign else (),
     )
-    update.plan = plan.as_dict()
+    # A fresh nonce per attempt (the plan is reset on every offer) keys the proofs of
+    # possession, so a proof made for an earlier attempt proves nothing about this one.
+    update.plan = {**plan.as_dict(), "possession_nonce": secrets.token_hex(32)}
     claimed = OtaUpdate.objects.filter(pk=update.pk, state=update.state).update(
         plan=update.plan, updated_at=timezone.now()
     )
@@ -535,6 +548,7 @@ class StatusReport:
     error: str
     running_versions: dict[str, str]
     rolled_back: bool
+    package_proofs: dict[str, str] = field(default_factory=dict)
 
 
 def _optional_int(report: dict, name: str, *, low: int, high: int | None = None) -> int | None:
@@ -591,6 +605,21 @@ def _running_versions(report: dict) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+_PROOF = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _package_proofs(report: dict) -> dict[str, str]:
+    value = report.get("package_proofs") or {}
+    if not isinstance(value, dict):
+        raise DomainError("must be an object of package_id: hex HMAC", field="package_proofs")
+    for package_id, digest in value.items():
+        if not isinstance(digest, str) or not _PROOF.fullmatch(digest):
+            raise DomainError(
+                "must be 64 hex digits (HMAC-SHA256)", field=f"package_proofs.{package_id}"
+            )
+    return {str(k): v.lower() for k, v in value.items()}
+
+
 def parse_status_report(report: Any) -> StatusReport:
     """Validate a status report; errors name the field at fault."""
     if not isinstance(report, dict):
@@ -612,6 +641,7 @@ def parse_status_report(report: Any) -> StatusReport:
         error=_optional_text(report, "error", 500),
         running_versions=_running_versions(report),
         rolled_back=rolled_back,
+        package_proofs=_package_proofs(report),
     )
 
 
@@ -762,9 +792,15 @@ def _apply_report(
         )
         return update, reason, f"running_versions.{ecu_id}"
     target, error = _target_of(update, report)
-    if target == UpdateState.SUCCEEDED and not update.packages_served():
-        # The vehicle's word alone is not enough: we must have served it the packages.
-        reason = "the update's packages were never served to this vehicle in full"
+    unproven, field_at_fault = (
+        _missing_evidence(update, report.package_proofs)
+        if target == UpdateState.SUCCEEDED
+        else ("", "")
+    )
+    if unproven:
+        # The vehicle's word alone is not enough: we must have served it the packages, or it
+        # must prove it holds them.
+        reason = unproven
         _refuse(
             update,
             vehicle,
@@ -775,7 +811,7 @@ def _apply_report(
             requested=target,
             reason=reason,
         )
-        return update, reason, "running_versions"
+        return update, reason, field_at_fault
     if before in TERMINAL_STATES and target == before:
         # A second report of the outcome already recorded (say a status after the VCI that
         # settled it): acknowledged, but the outcome is not written twice.
@@ -823,6 +859,49 @@ def _apply_report(
     _move(update, vehicle, report, target=target, error=error)
     _store_report(update, report, raw, source=source, before=before, outcome="applied")
     return update, "", ""
+
+
+PROOF_CHUNK = 1 << 20
+NEVER_SERVED = "the update's packages were never served to this vehicle in full"
+
+
+def package_proof(package_id: str, nonce: str) -> str | None:
+    """HMAC-SHA256 of the stored package file keyed by the nonce; None when the file is gone."""
+    package = ZonePackage.objects.filter(pk=package_id).first()
+    if package is None:
+        return None
+    digest = hmac.new(bytes.fromhex(nonce), digestmod=hashlib.sha256)
+    try:
+        with package.file.storage.open(package.file.name, "rb") as fh:
+            while chunk := fh.read(PROOF_CHUNK):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _missing_evidence(update: OtaUpdate, proofs: dict[str, str]) -> tuple[str, str]:
+    """Why a success is not proven, and the field at fault; ("", "") when it is.
+
+    Each package must have been served in full, or be proven by an HMAC keyed by this attempt's
+    nonce; a proof that is sent must match, whatever the served record says.
+    """
+    nonce = update.plan.get("possession_nonce")
+    for package in update.plan.get("packages") or []:
+        package_id = package["package_id"]
+        sent = proofs.get(package_id)
+        if sent is not None:
+            expected = package_proof(package_id, nonce) if nonce else None
+            if expected is None or not hmac.compare_digest(sent, expected):
+                return (
+                    f"the proof of possession of package {package_id} does not match",
+                    f"package_proofs.{package_id}",
+                )
+        elif not covers(update.served_bytes.get(package_id, []), package["size"]):
+            return NEVER_SERVED, "running_versions"
+    if not update.plan.get("packages"):
+        return NEVER_SERVED, "running_versions"
+    return "", ""
 
 
 def _move(

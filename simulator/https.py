@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json as jsonlib
 import logging
 import threading
@@ -330,6 +331,16 @@ class VehicleHttps:
 
 def _sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def possession_proof(path: Path, nonce: str) -> str:
+    """HMAC-SHA256 of a downloaded package keyed by the attempt's nonce: proves the vehicle holds
+    the whole file even where the server lost its record of serving it."""
+    digest = hmac.new(bytes.fromhex(nonce), digestmod=hashlib.sha256)
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)

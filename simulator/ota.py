@@ -30,7 +30,7 @@ from typing import Any
 from firmware.otap import OtapError, TrustSet, extract_package, verify_package
 from firmware.signing import SigningError
 from simulator.ecus import SimulatedEcu
-from simulator.https import RANGE_CHUNK, HttpsError, VehicleHttps
+from simulator.https import RANGE_CHUNK, HttpsError, VehicleHttps, possession_proof
 
 logger = logging.getLogger("simulator.ota")
 
@@ -257,6 +257,7 @@ class OtaAgent:
                 percentage=100,
                 current_step="running",
                 running_versions=targets,
+                package_proofs=self._proofs_of_saved(plan),
             )
             self.send_vci("post_update")
             self._finished(update_id, attempt)
@@ -287,11 +288,28 @@ class OtaAgent:
             "staged": staged,
             "spoil": spoil,
             "packages": packages,
+            "proofs": self._proofs(plan, files.values()),
         }
         self.report(update_id, READY, percentage=100, current_step="waiting for reboot")
         if self.options.activation == "command":
             return UpdateOutcome(update_id, "ready", "waiting for the activate command")
         return self._reboot()
+
+    @staticmethod
+    def _proofs(plan: dict[str, Any], files: Any) -> dict[str, str]:
+        """Proof of possession of each downloaded package (saved as <package_id>.otap)."""
+        nonce = plan.get("possession_nonce")
+        if not nonce:
+            return {}
+        return {path.stem: possession_proof(path, nonce) for path in files}
+
+    def _proofs_of_saved(self, plan: dict[str, Any]) -> dict[str, str]:
+        """Proofs for the plan's packages still on disk from an earlier run of this attempt."""
+        saved = (
+            self.state_dir / "downloads" / f"{package['package_id']}.otap"
+            for package in plan.get("packages", [])
+        )
+        return self._proofs(plan, [path for path in saved if path.exists()])
 
     def _spoil(self) -> str:
         if self._failures_left <= 0:
@@ -449,7 +467,12 @@ class OtaAgent:
         self._save_state()
         running = {ecu_id: version for ecu_id, (version, _) in staged.items()}
         self.report(
-            update_id, COMPLETED, percentage=100, current_step="rebooted", running_versions=running
+            update_id,
+            COMPLETED,
+            percentage=100,
+            current_step="rebooted",
+            running_versions=running,
+            package_proofs=ready.get("proofs", {}),
         )
         self.send_vci("post_update")
         self._finished(update_id, ready.get("attempt"))

@@ -111,6 +111,7 @@ _OTA_REPORT_FIELDS = (
     "error",
     "running_versions",
     "rolled_back",
+    "package_proofs",
 )
 
 

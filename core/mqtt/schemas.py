@@ -113,6 +113,12 @@ OTA_STATUS = {
             "additionalProperties": {"type": "string", "maxLength": 64},
         },
         "rolled_back": {"type": "boolean"},
+        "package_proofs": {
+            "type": "object",
+            "maxProperties": 128,
+            "propertyNames": {"type": "string", "minLength": 1, "maxLength": 64},
+            "additionalProperties": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+        },
         "timestamp": TIMESTAMP,
     },
 }

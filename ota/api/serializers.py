@@ -28,6 +28,10 @@ class UpdateCheckSerializer(serializers.Serializer):
     update_id = serializers.IntegerField(allow_null=True)
     campaign_id = serializers.IntegerField(allow_null=True)
     state = serializers.CharField(allow_null=True)
+    possession_nonce = serializers.CharField(
+        allow_null=True,
+        help_text="64 hex digits, new for every attempt: the HMAC key of package_proofs",
+    )
     items = PlanItemSerializer(many=True)
     packages = PackageSerializer(many=True)
     total_size = serializers.IntegerField()
@@ -62,6 +66,11 @@ class StatusReportSerializer(serializers.Serializer):
         child=serializers.CharField(allow_blank=True, max_length=64), required=False
     )
     rolled_back = serializers.BooleanField(required=False)
+    package_proofs = serializers.DictField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        help_text="{package_id: hex HMAC-SHA256(key=possession_nonce, msg=the package file)}",
+    )
 
 
 class UpdateSerializer(serializers.ModelSerializer):

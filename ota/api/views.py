@@ -63,6 +63,7 @@ class UpdateCheckView(VehicleThrottled, APIView):
             "state": update.state if update else None,
             "attempt": update.attempts if update else None,
             "next_step": check.next_step,
+            "possession_nonce": check.possession_nonce,
             "items": check.items,
             "packages": check.packages,
             "total_size": sum(p["size"] for p in check.packages),
