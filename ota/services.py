@@ -792,11 +792,9 @@ def _apply_report(
         )
         return update, reason, f"running_versions.{ecu_id}"
     target, error = _target_of(update, report)
-    unproven, field_at_fault = (
-        _missing_evidence(update, report.package_proofs)
-        if target == UpdateState.SUCCEEDED
-        else ("", "")
-    )
+    unproven, field_at_fault = _accept_proofs(update, report.package_proofs)
+    if not unproven and target == UpdateState.SUCCEEDED:
+        unproven, field_at_fault = _missing_evidence(update)
     if unproven:
         # The vehicle's word alone is not enough: we must have served it the packages, or it
         # must prove it holds them.
@@ -880,26 +878,39 @@ def package_proof(package_id: str, nonce: str) -> str | None:
     return digest.hexdigest()
 
 
-def _missing_evidence(update: OtaUpdate, proofs: dict[str, str]) -> tuple[str, str]:
-    """Why a success is not proven, and the field at fault; ("", "") when it is.
+def _accept_proofs(update: OtaUpdate, proofs: dict[str, str]) -> tuple[str, str]:
+    """Check the proofs of possession a report carries; ("", "") when every one matches.
 
-    Each package must have been served in full, or be proven by an HMAC keyed by this attempt's
-    nonce; a proof that is sent must match, whatever the served record says.
+    A matching proof is evidence as good as the package served in full, so it is kept in the
+    served record: the VCI that later settles an update awaiting reboot carries no proofs.
     """
     nonce = update.plan.get("possession_nonce")
-    for package in update.plan.get("packages") or []:
-        package_id = package["package_id"]
-        sent = proofs.get(package_id)
-        if sent is not None:
-            expected = package_proof(package_id, nonce) if nonce else None
-            if expected is None or not hmac.compare_digest(sent, expected):
-                return (
-                    f"the proof of possession of package {package_id} does not match",
-                    f"package_proofs.{package_id}",
-                )
-        elif not covers(update.served_bytes.get(package_id, []), package["size"]):
-            return NEVER_SERVED, "running_versions"
-    if not update.plan.get("packages"):
+    sizes = {
+        package["package_id"]: package["size"] for package in update.plan.get("packages") or []
+    }
+    for package_id, sent in sorted(proofs.items()):
+        expected = package_proof(package_id, nonce) if nonce and package_id in sizes else None
+        if expected is None or not hmac.compare_digest(sent, expected):
+            return (
+                f"the proof of possession of package {package_id} does not match",
+                f"package_proofs.{package_id}",
+            )
+    if proofs:
+        served = dict(update.served_bytes)
+        for package_id in proofs:
+            served[package_id] = add_range(served.get(package_id, []), 0, sizes[package_id])
+        update.served_bytes = served
+        OtaUpdate.objects.filter(pk=update.pk).update(served_bytes=served)
+    return "", ""
+
+
+def _missing_evidence(update: OtaUpdate) -> tuple[str, str]:
+    """Why a success is not proven, and the field at fault; ("", "") when it is.
+
+    Each package must have been served in full, or proven by an HMAC keyed by this attempt's
+    nonce (which `_accept_proofs` then recorded as served).
+    """
+    if not update.packages_served():
         return NEVER_SERVED, "running_versions"
     return "", ""
 

@@ -176,3 +176,37 @@ def test_a_completed_over_mqtt_is_judged_by_the_same_proofs(car_with_hole) -> No
     good = {**report, "report_id": "m2", "package_proofs": right}
     assert handle_message(topic, json.dumps(good).encode()) == "accepted"
     assert OtaUpdate.objects.get(pk=update.pk).state == UpdateState.SUCCEEDED
+
+
+def test_proofs_sent_before_the_reboot_settle_the_vci_that_proves_the_new_software(
+    car_with_hole,
+) -> None:
+    car, plan, data = car_with_hole
+    [package] = plan["packages"]
+    # COMPLETED without running versions: the vehicle still has to reboot and prove them.
+    ready = car.post(
+        STATUS,
+        {
+            "update_id": plan["update_id"],
+            "vmg_state": 6,
+            "package_proofs": {package["package_id"]: proof(plan["possession_nonce"], data)},
+        },
+        format="json",
+    )
+    assert ready.status_code == 200, ready.json()
+    assert ready.json()["state"] == UpdateState.AWAITING_REBOOT
+    update = OtaUpdate.objects.get(pk=plan["update_id"])
+    assert update.packages_served()
+    vin = update.vehicle.vin
+    ecus = [
+        {"ecu_id": item["ecu_id"], "sw_version": item["to_version"], "hw_version": "2.0"}
+        for item in plan["items"]
+    ]
+    settled = car.post(
+        f"/api/v1/vehicles/{vin}/vci",
+        {"vin": vin, "timestamp": 1767225600, "trigger": "power_on", "ecus": ecus},
+        format="json",
+    )
+    assert settled.status_code == 201, settled.json()
+    update.refresh_from_db()
+    assert update.state == UpdateState.SUCCEEDED

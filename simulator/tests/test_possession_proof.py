@@ -31,8 +31,11 @@ def test_a_vehicle_whose_download_record_was_lost_succeeds_on_its_proof(
     outcome = agent.run_update()
     assert outcome.result == "succeeded", outcome.detail
     update.refresh_from_db()
-    assert update.served_bytes == {}
     assert update.state == UpdateState.SUCCEEDED
+    # Nothing served was recorded; the proofs are the evidence now kept in the record.
+    assert update.served_bytes == {
+        package["package_id"]: [[0, package["size"]]] for package in update.plan["packages"]
+    }
     final = UpdateReport.objects.get(update=update, payload__vmg_state=COMPLETED)
     assert final.outcome == "applied"
     assert set(final.payload["package_proofs"]) == {
