@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -329,9 +330,13 @@ def session_info(conn: SSL.Connection, *, server_side: bool) -> TlsSessionInfo:
     )
 
 
-# Family of each server certificate, keyed by its X509* address: the certificates live as long
-# as their context, and this runs on every vehicle handshake.
-_OWN_FAMILY_BY_POINTER: dict[int, str | None] = {}
+# Family of each server certificate, per context and keyed by its X509* address: this runs on
+# every vehicle handshake. An address is only unique while its context lives, so the map dies
+# with the context; a global one returned a freed context's family for a new certificate that
+# reused its address.
+_OWN_FAMILY: weakref.WeakKeyDictionary[SSL.Context, dict[int, str | None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _own_family(conn: SSL.Connection) -> str | None:
@@ -339,9 +344,10 @@ def _own_family(conn: SSL.Connection) -> str | None:
     if pointer == ffi.NULL:
         return None
     key = int(ffi.cast("uintptr_t", pointer))
-    if key not in _OWN_FAMILY_BY_POINTER:
-        _OWN_FAMILY_BY_POINTER[key] = certificate_family(conn.get_certificate(as_cryptography=True))
-    return _OWN_FAMILY_BY_POINTER[key]
+    families = _OWN_FAMILY.setdefault(conn.get_context(), {})
+    if key not in families:
+        families[key] = certificate_family(conn.get_certificate(as_cryptography=True))
+    return families[key]
 
 
 class HandshakeRecord:
