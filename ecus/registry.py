@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ class Registry:
     ecu_types: list[EcuTypeEntry]
     zones: list[ZoneEntry]
     ecus: list[EcuEntry]
+    # SHA-256 of the file it was read from, so the audit trail names exactly what was imported.
+    sha256: str = ""
 
 
 def _field(entry: dict[str, Any], name: str, where: str) -> Any:
@@ -177,11 +180,11 @@ def parse_registry(document: Any) -> Registry:
 
 def load_registry_file(path: Path) -> Registry:
     try:
-        text = Path(path).read_text()
+        content = Path(path).read_bytes()
     except OSError as exc:
         raise RegistryError(f"{path}: cannot be read: {exc.strerror}") from exc
     try:
-        document = yaml.safe_load(text)
+        document = yaml.safe_load(content)
     except yaml.YAMLError as exc:
         raise RegistryError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_registry(document)
+    return replace(parse_registry(document), sha256=hashlib.sha256(content).hexdigest())

@@ -47,9 +47,14 @@ def _upsert(model: type, lookup: dict, values: dict, summary: ImportSummary, kin
 def import_registry(
     registry: Registry,
     *,
+    actor: Any = "system:import_registry",
+    os_user: str = "",
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
-    """Load a validated registry: idempotent, updates changed entries in place, all or nothing."""
+    """Load a validated registry: idempotent, updates changed entries in place, all or nothing.
+
+    A run that changed something leaves one audit event with the counts and the file's digest.
+    """
     summary = ImportSummary()
     types = {
         entry.code: _upsert(EcuType, {"code": entry.code}, {"name": entry.name}, summary, "types")
@@ -88,6 +93,20 @@ def import_registry(
         )
         if progress is not None:
             progress(index, total)
+    if summary.changed:
+        record_event(
+            action="ecu_registry.imported",
+            actor=actor,
+            object_type="ecu_registry",
+            object_id=registry.sha256,
+            details={
+                "created": summary.created,
+                "updated": summary.updated,
+                "unchanged": summary.unchanged,
+                "sha256": registry.sha256,
+                "os_user": os_user,
+            },
+        )
     return summary
 
 

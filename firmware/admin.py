@@ -107,9 +107,6 @@ class ZonePackageAdmin(ReadOnlyModelAdmin):
 
 @admin.register(SigningKey)
 class SigningKeyAdmin(ReadOnlyModelAdmin):
-    list_display = ["name", "status", "mldsa_key_id", "ecdsa_key_id", "created_at"]
+    """The recorded keys; `manage.py signing_keys` generates, rotates and records them, audited."""
 
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
-        # The key directory is the source of truth; refresh the inventory before showing it.
-        services.list_signing_keys()
-        return super().changelist_view(request, extra_context)
+    list_display = ["name", "status", "mldsa_key_id", "ecdsa_key_id", "created_at"]

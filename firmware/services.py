@@ -201,21 +201,39 @@ def _key_dir() -> Path:
     return Path(settings.SIGNING_KEY_DIR)
 
 
-def _sync_signing_keys() -> list[SigningKey]:
-    """Mirror the on-disk key inventory into SigningKey rows (disk is the source of truth)."""
-    rows = []
+def _sync_signing_keys(*, actor: Any, new_key_actions: dict[str, str] | None = None) -> None:
+    """Mirror the key directory (the source of truth) into SigningKey rows, with one audit event
+    per row added or whose status changed: a retired or revoked key is a change of its own."""
+    new_key_actions = new_key_actions or {}
     for info in signing.list_signing_keys(_key_dir()):
-        row, _ = SigningKey.objects.update_or_create(
-            name=info.name,
-            defaults={
+        values = {
+            "mldsa_key_id": info.mldsa_key_id,
+            "ecdsa_key_id": info.ecdsa_key_id,
+            "status": SigningKeyStatus(info.status),
+            "created_at": info.created_at,
+        }
+        row = SigningKey.objects.select_for_update().filter(name=info.name).first()
+        if row is None:
+            row = SigningKey.objects.create(name=info.name, **values)
+            action, before = new_key_actions.get(info.name, "signing_key.found"), {}
+        elif any(getattr(row, name) != value for name, value in values.items()):
+            before = {"status": row.status}
+            SigningKey.objects.filter(pk=row.pk).update(**values)
+            action = f"signing_key.{info.status}"
+        else:
+            continue
+        record_event(
+            action=action,
+            actor=actor,
+            object_type="signing_key",
+            object_id=info.name,
+            before=before,
+            after={
+                "status": info.status,
                 "mldsa_key_id": info.mldsa_key_id,
                 "ecdsa_key_id": info.ecdsa_key_id,
-                "status": SigningKeyStatus(info.status),
-                "created_at": info.created_at,
             },
         )
-        rows.append(row)
-    return rows
 
 
 def generate_signing_key(*, name: str | None = None, actor: Any = None) -> SigningKey:
@@ -224,7 +242,7 @@ def generate_signing_key(*, name: str | None = None, actor: Any = None) -> Signi
         info = signing.generate_signing_key(_key_dir(), name=name)
     except signing.SigningError as exc:
         raise ConflictError(str(exc), field="name") from None
-    return _record_key_change("signing_key.generated", info.name, actor)
+    return _record_key_change(info.name, "signing_key.generated", actor)
 
 
 def rotate_signing_key(*, name: str | None = None, actor: Any = None) -> SigningKey:
@@ -233,27 +251,30 @@ def rotate_signing_key(*, name: str | None = None, actor: Any = None) -> Signing
         info = signing.rotate_signing_key(_key_dir(), name=name)
     except signing.SigningError as exc:
         raise ConflictError(str(exc), field="name") from None
-    return _record_key_change("signing_key.rotated", info.name, actor)
+    return _record_key_change(info.name, "signing_key.rotated", actor)
 
 
 @transaction.atomic
-def _record_key_change(action: str, name: str, actor: Any) -> SigningKey:
-    _sync_signing_keys()
-    key = SigningKey.objects.get(name=name)
-    record_event(
-        action=action,
-        actor=actor,
-        object_type="signing_key",
-        object_id=key.name,
-        after={"mldsa_key_id": key.mldsa_key_id, "ecdsa_key_id": key.ecdsa_key_id},
-    )
-    return key
+def _record_key_change(name: str, action: str, actor: Any) -> SigningKey:
+    _sync_signing_keys(actor=actor, new_key_actions={name: action})
+    return SigningKey.objects.get(name=name)
+
+
+@transaction.atomic
+def sync_signing_keys(*, actor: Any) -> list[SigningKey]:
+    """Take in keys found in the key directory (a restored one), auditing each row it changes."""
+    _sync_signing_keys(actor=actor)
+    return list_signing_keys()
 
 
 def list_signing_keys() -> list[SigningKey]:
-    """All signing keys, newest first, refreshed from the key directory."""
-    _sync_signing_keys()
+    """All recorded signing keys, newest first; reading never changes the inventory."""
     return list(SigningKey.objects.order_by("-created_at"))
+
+
+def has_active_signing_key() -> bool:
+    """Whether the key directory holds an active key, recorded or not."""
+    return any(k.status == signing.STATUS_ACTIVE for k in signing.list_signing_keys(_key_dir()))
 
 
 def trust_bundle_path() -> Path:
@@ -263,14 +284,17 @@ def trust_bundle_path() -> Path:
 
 def _active_signer() -> tuple[signing.HybridSigner, SigningKey]:
     key_dir = _key_dir()
-    if not any(k.status == signing.STATUS_ACTIVE for k in signing.list_signing_keys(key_dir)):
+    if not has_active_signing_key():
         # A fresh install has no key yet; the first package creates one rather than failing.
         info = signing.generate_signing_key(key_dir)
         # Recorded like a deliberate generation, so the audit trail shows where the key came from.
-        _record_key_change("signing_key.generated", info.name, "system:firmware")
+        _record_key_change(info.name, "signing_key.generated", "system:firmware")
     signer = signing.load_active_signer(key_dir)
-    _sync_signing_keys()
-    return signer, SigningKey.objects.get(name=signer.name)
+    key = SigningKey.objects.filter(name=signer.name).first()
+    if key is None:
+        sync_signing_keys(actor="system:firmware")
+        key = SigningKey.objects.get(name=signer.name)
+    return signer, key
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from core.audit import record_event
 from pqc.choices import CertificateAction
 from pqc.models import CertificateEvent, RevokedCertificate
 from pqc.pki import (
@@ -63,55 +64,82 @@ def initialise_pki(
     families: Sequence[str] = FAMILIES,
     hostnames: Sequence[str] = ("localhost",),
     force: bool = False,
+    os_user: str = "",
 ) -> list[str]:
     """Create the missing CAs and server certificates and audit what was created."""
     created = pki.init(families=families, hostnames=hostnames, force=force)
     if created:
+        details = {"created": created, "hostnames": list(hostnames), "force": force}
         CertificateEvent.objects.create(
-            action=CertificateAction.PKI_INITIALISED,
+            action=CertificateAction.PKI_INITIALISED, actor=actor, details=details
+        )
+        record_event(
+            action=f"certificate.{CertificateAction.PKI_INITIALISED.value}",
             actor=actor,
-            details={"created": created, "hostnames": list(hostnames)},
+            object_type="pki",
+            details={**details, "os_user": os_user},
         )
     return created
 
 
-def _audit_issue(action: str, issued: IssuedCertificate, actor: str) -> None:
+def _audit_issue(
+    action: CertificateAction, issued: IssuedCertificate, actor: str, os_user: str
+) -> None:
+    vin = common_name(issued.cert)
+    details = {
+        "fingerprint": issued.fingerprint,
+        "not_after": issued.cert.not_valid_after_utc.isoformat(),
+    }
     CertificateEvent.objects.create(
         action=action,
         actor=actor,
         serial=issued.serial,
-        subject=common_name(issued.cert),
+        subject=vin,
         family=issued.family,
-        details={
-            "fingerprint": issued.fingerprint,
-            "not_after": issued.cert.not_valid_after_utc.isoformat(),
-        },
+        details=details,
+    )
+    record_event(
+        action=f"certificate.{action.value}",
+        actor=actor,
+        vehicle_vin=vin,
+        object_type="certificate",
+        object_id=issued.serial,
+        details={**details, "family": issued.family, "os_user": os_user},
     )
 
 
 @transaction.atomic(durable=True)
 def issue_vehicle_certificate(
-    *, pki: FleetPki, vin: str, family: str, out_dir: Path, actor: str, days: int | None = None
+    *,
+    pki: FleetPki,
+    vin: str,
+    family: str,
+    out_dir: Path,
+    actor: str,
+    days: int | None = None,
+    os_user: str = "",
 ) -> tuple[IssuedCertificate, VehicleBundlePaths]:
     """Issue a vehicle key and certificate and write the vehicle's PEM bundle."""
     extra = {"days": days} if days else {}
     issued = pki.issue_vehicle(vin, family=family, **extra)
     paths = pki.write_vehicle_bundle(issued, out_dir)
-    _audit_issue(CertificateAction.ISSUED, issued, actor)
+    _audit_issue(CertificateAction.ISSUED, issued, actor, os_user)
     return issued, paths
 
 
 @transaction.atomic(durable=True)
-def sign_vehicle_csr(*, pki: FleetPki, csr_pem: bytes, actor: str) -> IssuedCertificate:
+def sign_vehicle_csr(
+    *, pki: FleetPki, csr_pem: bytes, actor: str, os_user: str = ""
+) -> IssuedCertificate:
     """Certify a key that never leaves the vehicle."""
     issued = pki.sign_csr(csr_pem)
-    _audit_issue(CertificateAction.CSR_SIGNED, issued, actor)
+    _audit_issue(CertificateAction.CSR_SIGNED, issued, actor, os_user)
     return issued
 
 
 @transaction.atomic(durable=True)
 def revoke_certificate(
-    *, pki: FleetPki, serial: str, actor: str, reason: str = ""
+    *, pki: FleetPki, serial: str, actor: str, reason: str = "", os_user: str = ""
 ) -> RevokedCertificate:
     """Put a certificate on its CA's CRL so every listener refuses it from the next handshake."""
     number = parse_serial(serial)
@@ -134,5 +162,13 @@ def revoke_certificate(
             subject=revoked.subject,
             family=family,
             details={"reason": reason},
+        )
+        record_event(
+            action=f"certificate.{CertificateAction.REVOKED.value}",
+            actor=actor,
+            vehicle_vin=revoked.subject,
+            object_type="certificate",
+            object_id=revoked.serial,
+            details={"family": family, "reason": reason, "os_user": os_user},
         )
     return revoked

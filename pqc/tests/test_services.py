@@ -44,18 +44,18 @@ def test_record_vehicle_session_ignores_an_unregistered_vin() -> None:
 
 def test_initialise_pki_audits_what_it_created(tmp_path) -> None:
     pki = FleetPki(tmp_path / "fresh")
-    created = services.initialise_pki(pki=pki, actor="cli:ops", families=["ecdsa-p256"])
+    created = services.initialise_pki(pki=pki, actor="system:ops", families=["ecdsa-p256"])
 
     assert created == ["ecdsa-p256 CA", "ecdsa-p256 server certificate"]
     event = CertificateEvent.objects.get()
-    assert (event.action, event.actor) == (CertificateAction.PKI_INITIALISED, "cli:ops")
-    assert services.initialise_pki(pki=pki, actor="cli:ops", families=["ecdsa-p256"]) == []
+    assert (event.action, event.actor) == (CertificateAction.PKI_INITIALISED, "system:ops")
+    assert services.initialise_pki(pki=pki, actor="system:ops", families=["ecdsa-p256"]) == []
     assert CertificateEvent.objects.count() == 1
 
 
 def test_issue_vehicle_certificate_writes_bundle_and_audit(pki: FleetPki, tmp_path) -> None:
     issued, paths = services.issue_vehicle_certificate(
-        pki=pki, vin=VIN_A, family="ml-dsa-65", out_dir=tmp_path / "out", actor="cli:ops"
+        pki=pki, vin=VIN_A, family="ml-dsa-65", out_dir=tmp_path / "out", actor="system:ops"
     )
     assert paths.cert.exists() and paths.key.exists() and paths.ca_bundle.exists()
     event = CertificateEvent.objects.get(serial=issued.serial)
@@ -70,9 +70,9 @@ def test_revoke_certificate_updates_crl_row_and_audit_once(pki: FleetPki) -> Non
     issued = pki.issue_vehicle(VIN_A)
 
     revoked = services.revoke_certificate(
-        pki=pki, serial=issued.serial.upper(), actor="cli:ops", reason="stolen"
+        pki=pki, serial=issued.serial.upper(), actor="system:ops", reason="stolen"
     )
-    services.revoke_certificate(pki=pki, serial=issued.serial, actor="cli:ops")
+    services.revoke_certificate(pki=pki, serial=issued.serial, actor="system:ops")
 
     assert revoked.subject == VIN_A
     assert issued.cert.serial_number in pki.revoked_serials()
@@ -82,7 +82,7 @@ def test_revoke_certificate_updates_crl_row_and_audit_once(pki: FleetPki) -> Non
 
 def test_revoking_an_unknown_serial_changes_nothing(pki: FleetPki) -> None:
     with pytest.raises(PkiError, match="^serial: "):
-        services.revoke_certificate(pki=pki, serial="abc123", actor="cli:ops")
+        services.revoke_certificate(pki=pki, serial="abc123", actor="system:ops")
     assert not RevokedCertificate.objects.exists()
     assert not CertificateEvent.objects.exists()
     assert pki.revoked_serials() == set()
@@ -90,4 +90,4 @@ def test_revoking_an_unknown_serial_changes_nothing(pki: FleetPki) -> None:
 
 def test_revoking_a_non_hex_serial_is_refused_naming_the_field(pki: FleetPki) -> None:
     with pytest.raises(PkiError, match="^serial: 'xyz'"):
-        services.revoke_certificate(pki=pki, serial="xyz", actor="cli:ops")
+        services.revoke_certificate(pki=pki, serial="xyz", actor="system:ops")

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import getpass
 import secrets
 from typing import Any
 
+import environ
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from core.roles import Role
+from core.accounts import ensure_administrator
 
 
 class Command(BaseCommand):
@@ -16,29 +18,25 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        import environ
-
         env = environ.Env()
         username = env.str("OTA_ADMIN_USERNAME", default="admin")
         password = env.str("OTA_ADMIN_PASSWORD", default="")
         users = get_user_model()
-        existing = users.objects.filter(username=username).first()
-        if existing is not None and not password:
+        if not password and users.objects.filter(username=username).exists():
             self.stdout.write(f"administrator {username!r} exists")
             return
-        if existing is None and not password and users.objects.filter(is_superuser=True).exists():
+        if not password and users.objects.filter(is_superuser=True).exists():
             self.stdout.write("a superuser exists; set OTA_ADMIN_PASSWORD to create another")
             return
         generated = not password
         password = password or secrets.token_urlsafe(12)
-        user = existing or users(username=username)
-        user.is_staff = True
-        user.is_superuser = True
-        user.set_password(password)
-        user.save()
-        from django.contrib.auth.models import Group
-
-        user.groups.set(Group.objects.filter(name__in=[r.value for r in Role]))
+        ensure_administrator(
+            username=username,
+            password=password,
+            password_source="generated" if generated else "environment",
+            actor="system:ensure_admin",
+            os_user=getpass.getuser(),
+        )
         if generated:
             self.stdout.write(
                 self.style.SUCCESS(f"administrator {username!r} created, password: {password}")

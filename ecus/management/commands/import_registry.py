@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,12 @@ class Command(BaseCommand):
             if done % 25 == 0 or done == total:
                 self.stdout.write(f"  ECUs {done}/{total}")
 
-        summary = import_registry(registry, progress=progress if options["verbosity"] else None)
+        summary = import_registry(
+            registry,
+            actor="system:import_registry",
+            os_user=getpass.getuser(),
+            progress=progress if options["verbosity"] else None,
+        )
         for kind in ("types", "zones", "ecus"):
             self.stdout.write(
                 f"{kind}: {summary.created[kind]} created, {summary.updated[kind]} updated, "
