@@ -319,7 +319,7 @@ class UdsRequestForm(forms.Form):
         choices=[(s.sid, f"0x{s.sid_hex} {s.name}") for s in dashboard.UDS_SERVICES],
     )
     parameters = forms.RegexField(
-        regex=r"^(?:\s*[0-9A-Fa-f]{2})*\s*$",
+        regex=r"^(?:\s*[0-9A-Fa-f]{2})*\s*\Z",
         required=False,
         max_length=256,
         error_messages={"invalid": "hex bytes only, such as F190"},

@@ -15,10 +15,14 @@ from jsonschema import Draft202012Validator, FormatChecker
 from core.jsonlimits import MAX_DB_INTEGER
 from core.mqtt import topics
 
-VIN = {"type": "string", "pattern": "^[A-HJ-NPR-Z0-9]{17}$"}
+# Every pattern ends in END: Python's "$" (jsonschema searches with it) also matches before a
+# final newline, and the look-ahead refuses that newline; ECMA-262 "$" has no such case.
+END = r"$(?!\n)"
+VIN = {"type": "string", "pattern": "^[A-HJ-NPR-Z0-9]{17}" + END}
 UUID = {
     "type": "string",
-    "pattern": "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$",
+    "pattern": "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+    + END,
 }
 # Every integer that is stored fits a 64-bit column.
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_DB_INTEGER}
@@ -32,8 +36,9 @@ TIMESTAMP = {
         {"type": "string", "format": "date-time", "maxLength": 40},
     ]
 }
-ECU_ID = {"type": "string", "pattern": "^[A-Za-z0-9_]{1,16}$"}
-HEX = {"type": "string", "pattern": "^([0-9a-fA-F]{2})*$", "maxLength": 8192}
+ECU_ID = {"type": "string", "pattern": "^[A-Za-z0-9_]{1,16}" + END}
+HEX = {"type": "string", "pattern": "^([0-9a-fA-F]{2})*" + END, "maxLength": 8192}
+SHA256_HEX = {"type": "string", "pattern": "^[0-9a-fA-F]{64}" + END}
 
 TELEMETRY = {
     "$id": "telemetry",
@@ -57,7 +62,7 @@ TELEMETRY = {
         "values": {
             "type": "object",
             "maxProperties": 64,
-            "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,47}$"},
+            "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,47}" + END},
             "additionalProperties": {
                 "type": ["number", "string", "boolean", "null"],
                 "maxLength": 128,
@@ -117,7 +122,7 @@ OTA_STATUS = {
             "type": "object",
             "maxProperties": 128,
             "propertyNames": {"type": "string", "minLength": 1, "maxLength": 64},
-            "additionalProperties": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+            "additionalProperties": SHA256_HEX,
         },
         "timestamp": TIMESTAMP,
     },
