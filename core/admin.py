@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from axes.admin import AccessAttemptAdmin, AccessFailureLogAdmin, AccessLogAdmin
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from core.audit import record_event
+from core.lockouts import clear_lockout
 from core.models import AuditEvent
 
 
@@ -97,3 +100,38 @@ for _model, _model_admin in list(admin.site._registry.items()):
         continue
     admin.site.unregister(_model)
     admin.site.register(_model, _audit_registered(_model_admin))
+
+
+class LoginRecordAdmin(ReadOnlyModelAdmin):
+    """django-axes' login records are evidence: shown, never edited or deleted here."""
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # axes' own action deletes expired attempts with no audit event.
+        return {}
+
+
+class LockoutAdmin(LoginRecordAdmin, AccessAttemptAdmin):
+    actions = ["clear_lockouts"]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        return admin.ModelAdmin.get_actions(self, request)
+
+    @admin.action(description="Clear the lock-out of the selected attempts (audited)")
+    def clear_lockouts(self, request: HttpRequest, queryset: QuerySet[AccessAttempt]) -> None:
+        cleared = sum(
+            clear_lockout(pk, actor=request.user) for pk in queryset.values_list("pk", flat=True)
+        )
+        self.message_user(request, f"{cleared} lock-out(s) cleared.", messages.SUCCESS)
+
+
+for _model, _login_admin in (
+    (AccessAttempt, LockoutAdmin),
+    (AccessLog, type("AccessLogRecordAdmin", (LoginRecordAdmin, AccessLogAdmin), {})),
+    (
+        AccessFailureLog,
+        type("AccessFailureRecordAdmin", (LoginRecordAdmin, AccessFailureLogAdmin), {}),
+    ),
+):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, _login_admin)
