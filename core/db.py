@@ -27,9 +27,18 @@ def _sqlstate(exc: BaseException) -> str:
     return str(getattr(cause, "sqlstate", "") or getattr(exc, "sqlstate", "") or "")
 
 
+def _driver_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """psycopg's own (OperationalError, InterfaceError): raw driver cursors are not wrapped."""
+    try:
+        import psycopg
+    except ImportError:  # SQLite-only installations
+        return (), ()
+    return (psycopg.OperationalError,), (psycopg.InterfaceError,)
+
+
 def is_retryable(exc: BaseException) -> bool:
     """A deadlock or serialization failure (PostgreSQL), or a busy database file (SQLite)."""
-    if not isinstance(exc, OperationalError):
+    if not isinstance(exc, (OperationalError, *_driver_errors()[0])):
         return False
     return _sqlstate(exc) in RETRYABLE_SQLSTATES or "database is locked" in str(exc)
 
@@ -42,9 +51,10 @@ def is_database_unavailable(exc: BaseException) -> bool:
         PoolTimeout = ()  # noqa: N806
     if PoolTimeout and isinstance(exc, PoolTimeout):
         return True
-    if isinstance(exc, InterfaceError):
+    operational, interface = _driver_errors()
+    if isinstance(exc, (InterfaceError, *interface)):
         return True
-    if not isinstance(exc, OperationalError) or is_retryable(exc):
+    if not isinstance(exc, (OperationalError, *operational)) or is_retryable(exc):
         return False
     state = _sqlstate(exc)
     if state:

@@ -44,10 +44,13 @@ def background_services() -> dict[str, dict[str, Any]]:
 
 
 def healthy() -> bool:
-    """False while any background service is failed, restarting or reports itself disconnected."""
+    """False while any background service is failed, restarting or reports itself disconnected
+    (connected=False) or without its database (database=False)."""
     with _lock:
         return all(
-            service.state in (RUNNING, FINISHED, STOPPED) and service.details.get("connected", True)
+            service.state in (RUNNING, FINISHED, STOPPED)
+            and service.details.get("connected", True)
+            and service.details.get("database", True)
             for service in _services.values()
         )
 

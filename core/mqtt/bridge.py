@@ -102,6 +102,10 @@ class MqttBridge:
         self._buffer: list[Message] = []
         self._lock = threading.Lock()
         self._wake: asyncio.Event | None = None
+        # Workers that hold messages the database could not take; the bridge is unready
+        # while any does.
+        self._outages = 0
+        self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.shared = (
             self.options.shared
@@ -223,28 +227,88 @@ class MqttBridge:
                 await asyncio.sleep(backoff(attempt))
 
     async def _work(self, batches: asyncio.Queue[list[Message]]) -> None:
-        from core.mqtt.ingest import handle_batch
-
         while True:
             batch = await batches.get()
-            messages = [(t, p) for t, p, _, _ in batch]
             started = time.perf_counter()
             try:
-                outcomes = await self._loop.run_in_executor(
-                    self._db_threads, handle_batch, messages
-                )
-            except Exception:
-                # handle_batch accounts for every message itself; this is a last resort so
-                # that no failure ends the worker, and every message is still counted.
-                logger.exception("mqtt worker failed on a batch of %d", len(messages))
-                outcomes = Counter({"dropped:error": len(messages)})
+                outcomes = await self._ingest(batch)
             finally:
                 batches.task_done()
-            # Acknowledged only now: each message is stored or counted as dropped.
-            self._ack(batch)
             self.stats.worker_seconds += time.perf_counter() - started
             self.stats.batches += 1
             self.stats.outcomes.update(outcomes)
+
+    async def _ingest(self, batch: list[Message]) -> Counter[str]:
+        """Store or drop every message of `batch`, acknowledging each once it is settled.
+
+        While the database cannot be reached the unsettled messages stay here unacknowledged
+        and are tried again with backoff; the broker sends no more than the receive maximum
+        meanwhile. A bridge told to stop leaves them unacknowledged: the broker sends them
+        again to the next session.
+        """
+        from core.mqtt.ingest import DatabaseUnavailable, handle_batch
+
+        outcomes: Counter[str] = Counter()
+        pending = batch
+        attempt = 0
+        while True:
+            try:
+                outcomes.update(
+                    await self._loop.run_in_executor(
+                        self._db_threads, handle_batch, [(t, p) for t, p, _, _ in pending]
+                    )
+                )
+                break
+            except DatabaseUnavailable as exc:
+                outcomes.update(exc.outcomes)
+                waiting = set(exc.pending)
+                self._ack([m for i, m in enumerate(pending) if i not in waiting])
+                pending = [pending[i] for i in exc.pending]
+            except Exception:
+                # handle_batch accounts for every message itself; this is a last resort so
+                # that no failure ends the worker, and every message is still counted.
+                logger.exception("mqtt worker failed on a batch of %d", len(pending))
+                outcomes["dropped:error"] += len(pending)
+                break
+            attempt += 1
+            self._outage_started(attempt)
+            delay = backoff(attempt)
+            logger.warning(
+                "database unavailable: %d mqtt messages held unacknowledged; retry %d in %.1f s",
+                len(pending),
+                attempt,
+                delay,
+            )
+            if await self._stopped_within(delay):
+                logger.warning(
+                    "mqtt bridge stopping with %d messages unacknowledged for redelivery",
+                    len(pending),
+                )
+                return outcomes
+        # Acknowledged only now: each message is stored or counted as dropped.
+        self._ack(pending)
+        if attempt:
+            self._outage_ended(attempt)
+        return outcomes
+
+    def _outage_started(self, attempt: int) -> None:
+        with self._lock:
+            self._outages += attempt == 1
+        self._report(database=False)
+
+    def _outage_ended(self, attempts: int) -> None:
+        with self._lock:
+            self._outages -= 1
+            over = self._outages == 0
+        if over:
+            self._report(database=True)
+        logger.info("database answers again; mqtt ingest resumed after %d retries", attempts)
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.1, seconds))
+        return self._stop.is_set()
 
     async def _sweep(self) -> None:
         from diagnostics.services import expire_overdue
@@ -273,6 +337,9 @@ class MqttBridge:
 
     async def _main(self, stop: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
+        self._stop = stop
+        # A bridge restarted by its supervisor holds nothing from its predecessor's outage.
+        self._report(database=True)
         self._db_threads = ThreadPoolExecutor(
             max_workers=self.worker_tasks, thread_name_prefix="mqtt-worker"
         )

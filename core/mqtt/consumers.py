@@ -6,14 +6,16 @@ from typing import Any
 
 from channels.consumer import SyncConsumer
 
-from core.mqtt.ingest import handle_batch
+from core.mqtt.ingest import handle_batch_through_outage
 
 
 class MqttInboundConsumer(SyncConsumer):
     """Handles the batches the bridge puts on the "mqtt-inbound" channel."""
 
     def mqtt_batch(self, message: dict[str, Any]) -> None:
-        handle_batch([(topic, bytes(payload)) for topic, payload in message["messages"]])
+        handle_batch_through_outage(
+            [(topic, bytes(payload)) for topic, payload in message["messages"]]
+        )
 
 
 # Mounted in otaproject/asgi.py as the "channel" protocol, for `manage.py runworker mqtt-inbound`.

@@ -1,17 +1,20 @@
 """Inbound MQTT: decode, check and dispatch one vehicle message to the services.
 
-`handle_message` is what the Channels worker calls for every message; tests call it with no
+`handle_batch` is what the bridge's workers and the Channels worker call; tests call it with no
 broker. A message that is malformed, oversized, off-schema, from an unknown vehicle or
-rejected by a service is logged with its topic, counted and dropped: it never raises and
-never changes stored data.
+rejected by a service (or by the database, as a value out of range) is logged with its topic,
+counted and dropped, and changes no stored data. When the database itself cannot be reached,
+nothing is dropped: DatabaseUnavailable names the messages neither stored nor counted, and
+the caller keeps them unacknowledged and tries them again once the database answers.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, connections
 
 from core.api import DomainError
+from core.db import is_database_unavailable
 from core.jsonlimits import MAX_JSON_DEPTH, JSONDepthError, loads
 from core.mqtt import schemas, topics
 
@@ -36,6 +40,23 @@ class Dropped(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached: the messages at `pending` were neither stored nor counted.
+
+    `pending` indexes the messages given to handle_batch; `outcomes` counts the others, which
+    were stored or dropped before the database went away.
+    """
+
+    def __init__(self, pending: list[int], outcomes: Counter[str], cause: BaseException) -> None:
+        super().__init__(f"database unavailable, {len(pending)} messages pending: {cause}")
+        self.pending = pending
+        self.outcomes = outcomes
+
+
+class _Unreachable(Exception):
+    """One message met an unreachable database (handle_batch turns it into DatabaseUnavailable)."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +179,7 @@ def _refresh_connection() -> None:
 
 
 def _drop(topic: str, reason: str, detail: str) -> str:
-    from diagnostics.services import count_drop
+    from diagnostics.services.drops import count_drop
 
     logger.warning("mqtt dropped topic=%s reason=%s detail=%s", topic, reason, detail)
     try:
@@ -168,10 +189,12 @@ def _drop(topic: str, reason: str, detail: str) -> str:
     return f"dropped:{reason}"
 
 
-# A message that meets a passing database failure (a lock, a failover) is retried before it
-# is given up: the broker has its PUBACK already, so dropping it would lose it.
+# A message that meets a passing database failure (a lock, a deadlock) is retried here before
+# it is given up. An unreachable database is not: the caller retries the whole message later.
 TRANSIENT_ATTEMPTS = 5
 TRANSIENT_BACKOFF_S = 0.05
+OUTAGE_BACKOFF_S = 0.5
+OUTAGE_BACKOFF_MAX_S = 30.0
 
 
 def _with_retries(call: Callable[[], None]) -> None:
@@ -179,15 +202,38 @@ def _with_retries(call: Callable[[], None]) -> None:
         try:
             call()
             return
-        except (OperationalError, InterfaceError):
-            if attempt == TRANSIENT_ATTEMPTS - 1 or connection.in_atomic_block:
+        except (OperationalError, InterfaceError) as exc:
+            if (
+                attempt == TRANSIENT_ATTEMPTS - 1
+                or connection.in_atomic_block
+                or is_database_unavailable(exc)
+            ):
                 raise
             time.sleep(TRANSIENT_BACKOFF_S * 2**attempt)
             _refresh_connection()
 
 
+def _close_connections() -> None:
+    """After an outage a connection may look open and lead nowhere: the next try opens anew."""
+    if connection.in_atomic_block:
+        return
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+
+
 def handle_message(topic: str, payload: bytes) -> str:
-    """Process one inbound message; returns "accepted" or "dropped:<reason>"."""
+    """Process one message; returns "accepted" or "dropped:<reason>".
+
+    Raises DatabaseUnavailable (pending [0]) when the database cannot be reached.
+    """
+    try:
+        return _handle_one(topic, payload)
+    except _Unreachable as exc:
+        _close_connections()
+        raise DatabaseUnavailable([0], Counter(), exc.__cause__ or exc) from exc
+
+
+def _handle_one(topic: str, payload: bytes) -> str:
     _refresh_connection()
     try:
         inbound = decode(topic, payload)
@@ -206,7 +252,10 @@ def _is_store_failure(exc: Exception) -> bool:
 
 
 def _dispatch(inbound: Inbound) -> str:
-    """Hand one decoded message to its service, with retries and drop accounting."""
+    """Hand one decoded message to its service, with retries and drop accounting.
+
+    Raises _Unreachable, with the database error as its cause, when the database is down.
+    """
     topic = inbound.topic
     try:
         _with_retries(lambda: HANDLERS[inbound.kind](_vehicle(inbound.vin), inbound.document))
@@ -216,6 +265,8 @@ def _dispatch(inbound: Inbound) -> str:
         field = f" field={exc.field}" if exc.field else ""
         return _drop(topic, "rejected", f"{exc.message}{field}")
     except Exception as exc:
+        if is_database_unavailable(exc):
+            raise _Unreachable(topic) from exc
         if _is_store_failure(exc):
             logger.exception("mqtt store failed topic=%s", topic)
             return _drop(topic, "store_failed", type(exc).__name__)
@@ -225,22 +276,30 @@ def _dispatch(inbound: Inbound) -> str:
     return ACCEPTED
 
 
-def handle_batch(messages: Iterable[tuple[str, bytes]]) -> Counter[str]:
+def handle_batch(messages: Sequence[tuple[str, bytes]]) -> Counter[str]:
     """Process many messages; telemetry goes to the database in one bulk write.
 
-    Everything else is handled one by one through handle_message, in arrival order.
+    Everything else is handled one by one, in arrival order. Raises DatabaseUnavailable when
+    the database cannot be reached, naming the messages still to be tried again.
     """
+    from diagnostics.services.drops import flush_pending_drops
+
     _refresh_connection()
+    flush_pending_drops()
     outcomes: Counter[str] = Counter()
-    telemetry: list[Inbound] = []
+    telemetry: list[tuple[int, Inbound]] = []
     suffix = "/" + topics.TELEMETRY
     root, limit = topics.topic_root(), max_payload_bytes()
-    for topic, payload in messages:
+    for index, (topic, payload) in enumerate(messages):
         if not topic.endswith(suffix):
-            outcomes[handle_message(topic, payload)] += 1
+            try:
+                outcomes[_handle_one(topic, payload)] += 1
+            except _Unreachable as exc:
+                pending = [i for i, _ in telemetry] + list(range(index, len(messages)))
+                raise _unavailable(pending, outcomes, exc.__cause__ or exc) from exc
             continue
         try:
-            telemetry.append(decode(topic, payload, root=root, limit=limit))
+            telemetry.append((index, decode(topic, payload, root=root, limit=limit)))
         except Dropped as exc:
             outcomes[_drop(topic, exc.reason, exc.detail)] += 1
         except Exception as exc:
@@ -250,15 +309,69 @@ def handle_batch(messages: Iterable[tuple[str, bytes]]) -> Counter[str]:
     if not telemetry:
         return outcomes
     try:
-        outcomes.update(_store_telemetry(telemetry))
-    except Exception:
-        # One bad row or a passing database failure must not sink the batch: retry each
-        # message alone, with the retries and drop accounting of a single message.
+        outcomes.update(_store_telemetry([message for _, message in telemetry]))
+    except Exception as exc:
+        if is_database_unavailable(exc):
+            raise _unavailable([i for i, _ in telemetry], outcomes, exc) from exc
+        # One bad row must not sink the batch: retry each message alone, with the retries and
+        # drop accounting of a single message.
         logger.exception("telemetry batch of %d failed; retrying one by one", len(telemetry))
         _refresh_connection()
-        for message in telemetry:
-            outcomes[_dispatch(message)] += 1
+        for position, (_, message) in enumerate(telemetry):
+            try:
+                outcomes[_dispatch(message)] += 1
+            except _Unreachable as unreachable:
+                pending = [i for i, _ in telemetry[position:]]
+                cause = unreachable.__cause__ or unreachable
+                raise _unavailable(pending, outcomes, cause) from unreachable
     return outcomes
+
+
+# How long the Channels worker holds a batch through a database outage before it counts the
+# batch as dropped: the bridge acknowledged those messages when the channel took them.
+OUTAGE_PATIENCE_S = 600.0
+
+
+def handle_batch_through_outage(
+    messages: Sequence[tuple[str, bytes]], *, patience: float = OUTAGE_PATIENCE_S
+) -> Counter[str]:
+    """handle_batch for a caller that cannot leave messages unacknowledged.
+
+    Through a database outage the pending messages are tried again with backoff, for at most
+    `patience` seconds; then each is counted as dropped ("database_unavailable"), the count
+    kept in memory until the database answers.
+    """
+    outcomes: Counter[str] = Counter()
+    pending = list(messages)
+    deadline = time.monotonic() + patience
+    for attempt in itertools.count(1):
+        try:
+            outcomes.update(handle_batch(pending))
+            return outcomes
+        except DatabaseUnavailable as exc:
+            outcomes.update(exc.outcomes)
+            pending = [pending[i] for i in exc.pending]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                for topic, _ in pending:
+                    outcomes[_drop(topic, "database_unavailable", str(exc)[:200])] += 1
+                return outcomes
+            delay = min(OUTAGE_BACKOFF_S * 2 ** (attempt - 1), OUTAGE_BACKOFF_MAX_S, remaining)
+            logger.warning(
+                "database unavailable: %d mqtt messages held; retry %d in %.1f s",
+                len(pending),
+                attempt,
+                delay,
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _unavailable(
+    pending: list[int], outcomes: Counter[str], cause: BaseException
+) -> DatabaseUnavailable:
+    _close_connections()
+    return DatabaseUnavailable(sorted(pending), outcomes, cause)
 
 
 def _store_telemetry(telemetry: list[Inbound]) -> Counter[str]:
