@@ -678,7 +678,12 @@ class Drill:
             targets, sources = update["targets"], update["sources"]
             runs_targets = all(running.get(k) == v for k, v in targets.items())
             runs_sources = all(running.get(k) == v for k, v in sources.items())
-            runs = "targets" if runs_targets else "sources" if runs_sources else "other"
+            # An update the vehicle never planned (it gave up before its first check) has no
+            # targets or sources to compare with.
+            if not targets:
+                runs = "what it ran before (never planned)"
+            else:
+                runs = "targets" if runs_targets else "sources" if runs_sources else "other"
             same = running == {k: registry.get(k) for k in running}
             truth[
                 f"{update['state']}, vehicle runs {runs}, registry {'same' if same else 'differs'}"
