@@ -366,9 +366,12 @@ class MqttBridge:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            # Each database thread closes its own connection before it ends.
+            self._db_threads.submit(_flush_drops)
+            # Each database thread closes its own connection before it ends: the barrier
+            # makes every thread take one of these jobs.
+            every_thread = threading.Barrier(self.worker_tasks)
             for _ in range(self.worker_tasks):
-                self._db_threads.submit(_close_connections)
+                self._db_threads.submit(_close_connections, every_thread)
             self._db_threads.shutdown(wait=True)
 
     async def _drain(self, layer: Any, batches: asyncio.Queue[list[Message]]) -> None:
@@ -432,10 +435,23 @@ class MqttBridge:
             logger.info("mqtt bridge %s stopped: %s", self.client_id, self.stats)
 
 
-def _close_connections() -> None:
+def _close_connections(every_thread: threading.Barrier) -> None:
     from django.db import connections
 
+    with contextlib.suppress(threading.BrokenBarrierError):
+        every_thread.wait(timeout=10)
     connections.close_all()
+
+
+def _flush_drops() -> None:
+    from diagnostics.services.drops import flush_pending_drops, pending_drops
+
+    try:
+        flush_pending_drops()
+    except Exception:
+        logger.exception("drop counts not written on stop")
+    if held := pending_drops():
+        logger.error("mqtt bridge stops with drop counts the database never took: %s", held)
 
 
 def _sweep_once(expire: Any) -> None:

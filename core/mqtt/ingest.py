@@ -229,8 +229,7 @@ def handle_message(topic: str, payload: bytes) -> str:
     try:
         return _handle_one(topic, payload)
     except _Unreachable as exc:
-        _close_connections()
-        raise DatabaseUnavailable([0], Counter(), exc.__cause__ or exc) from exc
+        raise _unavailable([0], Counter(), exc.__cause__ or exc) from exc
 
 
 def _handle_one(topic: str, payload: bytes) -> str:

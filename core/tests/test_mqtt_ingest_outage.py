@@ -340,3 +340,19 @@ def test_every_message_published_through_a_postgresql_restart_is_stored_or_count
         )
     assert (stored, dropped) == (PUBLISHED, 0)
     assert "held unacknowledged" in log
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bridge_that_stops_writes_the_drop_counts_it_held(broker):
+    from diagnostics.services import count_drop
+
+    sqlite_readers_do_not_lock()
+    with mock.patch.object(
+        InboundDrop.objects, "filter", side_effect=OperationalError("connection refused")
+    ):
+        count_drop(reason="bad_json", topic="vehicle/X/telemetry")
+    assert drops.pending_drops() == {"bad_json": 1}
+    with running_bridge(shared=False):
+        pass
+    assert drops.pending_drops() == {}
+    assert drops.drop_counts() == {"bad_json": 1}

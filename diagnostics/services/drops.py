@@ -23,7 +23,7 @@ class _Pending:
 
 
 # Drops counted while the database could not be reached, written when it answers again. They
-# live in this process only: a process that ends during an outage logs what it still held.
+# live in this process only: a bridge that stops during an outage logs what it still held.
 _pending: dict[str, _Pending] = {}
 _pending_lock = threading.Lock()
 
