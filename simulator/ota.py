@@ -51,6 +51,10 @@ class AgentOptions:
     # Drop the connection once when a download passes this byte, to exercise resuming.
     cut_download_at: int | None = None
     chunk_size: int = RANGE_CHUNK
+    # A run that found the server unavailable (its own HTTP retries used up) starts again this
+    # many times, after these many seconds doubling up to a minute: the offer is still there.
+    run_retries: int = 6
+    run_retry_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if self.fail not in FAILURE_MODES:
@@ -67,6 +71,10 @@ class UpdateOutcome:
     result: str  # none, ready, succeeded, failed, rolled_back, stopped
     detail: str = ""
     running: dict[str, str] = field(default_factory=dict)
+
+
+# No answer at all (0) or a server that says it is unavailable.
+UNAVAILABLE = (0, 502, 503, 504)
 
 
 class StopUpdate(Exception):
@@ -213,10 +221,22 @@ class OtaAgent:
         return True
 
     def _run_quietly(self, reason: str) -> None:
-        try:
-            self.run_update(reason=reason)
-        except Exception:
-            logger.exception("%s: update run failed", self.vin)
+        delay = self.options.run_retry_seconds
+        for attempt in range(self.options.run_retries + 1):
+            try:
+                self.run_update(reason=reason)
+                return
+            except HttpsError as exc:
+                if exc.status not in UNAVAILABLE or attempt == self.options.run_retries:
+                    logger.exception("%s: update run failed", self.vin)
+                    return
+                logger.warning("%s: server unavailable (%s); run again in %.0f s", self.vin,
+                               exc, delay)  # fmt: skip
+            except Exception:
+                logger.exception("%s: update run failed", self.vin)
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 60.0)
 
     def run_update(self, *, reason: str = "check") -> UpdateOutcome:
         """Check for an update and carry it through; returns what happened."""

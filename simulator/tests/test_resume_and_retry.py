@@ -87,3 +87,32 @@ def test_the_vehicle_gives_up_after_a_bounded_number_of_tries(registry, keys, tm
         api.call("POST", "/api/v1/ota/check", json={})
     assert refused.value.status == 503
     assert api.answered == 3
+
+
+def test_an_offer_met_by_a_long_outage_is_run_again_once_the_server_answers(
+    offered, keys, tmp_path
+) -> None:
+    agent = make_agent(tmp_path, keys, run_retries=3, run_retry_seconds=0.01)
+    update = offered(agent)
+    # The outage outlasts one run's own HTTP retries (2 tries each), not the runs' retries.
+    agent.api = OutageHttps(**{k: getattr(agent.api, k) for k in ("host", "port", "config")},
+                            credentials=agent.api.credentials, vin=agent.api.vin, outage=5,
+                            retries=1, backoff=0.01, retry_after_cap=0.05)  # fmt: skip
+    agent._run_quietly("desired state")
+    update.refresh_from_db()
+    assert update.state == UpdateState.SUCCEEDED
+    assert [outcome.result for outcome in agent.outcomes] == ["succeeded"]
+
+
+def test_runs_against_a_server_that_stays_down_end_after_their_retries(
+    offered, keys, tmp_path
+) -> None:
+    agent = make_agent(tmp_path, keys, run_retries=2, run_retry_seconds=0.01)
+    offered(agent)
+    api = OutageHttps(**{k: getattr(agent.api, k) for k in ("host", "port", "config")},
+                      credentials=agent.api.credentials, vin=agent.api.vin, outage=1000,
+                      retries=1, backoff=0.01, retry_after_cap=0.05)  # fmt: skip
+    agent.api = api
+    agent._run_quietly("desired state")
+    assert api.answered == 6  # three runs of two tries each
+    assert agent.outcomes == []
