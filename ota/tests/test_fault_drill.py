@@ -32,15 +32,6 @@ def _redis_answers() -> bool:
         return False
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "assert report.violations == [] fails in some runs: telemetry that meets the database "
-        "outage is acknowledged and neither stored nor counted as dropped (core.mqtt.ingest "
-        "drops it as store_failed and cannot write the drop counter either); one run found a "
-        "forked audit chain (verify_audit)"
-    ),
-)
 def test_a_campaign_through_crashes_and_outages_ends_in_the_vehicles_truth():
     missing = [
         name
