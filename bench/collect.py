@@ -9,8 +9,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-# Order of the sections: transport first, then what travels over it.
-SECTIONS = ["tls.md", "packages.md", "api.md", "mqtt.md"]
+# Order of the sections: transport first, then what travels over it, then faults.
+SECTIONS = ["tls.md", "packages.md", "api.md", "mqtt.md", "reliability.md"]
 
 INTRO = """# Benchmarks
 
