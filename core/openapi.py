@@ -43,6 +43,8 @@ DESCRIPTIONS = {
     "413": "request body larger than allowed",
     "415": "request body in a media type the operation does not take",
     "429": "throttled; retry after `Retry-After` seconds",
+    "416": "the requested range starts past the end of the content",
+    "503": "the database is unavailable; retry after `Retry-After` seconds",
 }
 
 # Operations whose services refuse a request that clashes with stored state (ConflictError).
@@ -116,4 +118,8 @@ class ErrorResponsesSchema(AutoSchema):
             codes += ["413", "415"]
         if self.view.get_throttles():
             codes.append("429")
+        if "206" in operation.get("responses", {}):
+            codes.append("416")
+        # Every operation reaches the database; during an outage it answers 503 at once.
+        codes.append("503")
         return codes

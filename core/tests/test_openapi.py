@@ -78,3 +78,13 @@ def test_bodies_are_the_ones_the_server_sends(db) -> None:
     assert set(export) == {"application/json", "text/csv"}
     check = paths["/api/v1/ota/check"]["post"]["requestBody"]["content"]["application/json"]
     assert check["schema"]["$ref"].endswith("/UpdateCheckRequest")
+
+
+def test_outages_and_ranges_are_documented(db) -> None:
+    paths = _schema()["paths"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            assert "503" in operation["responses"], (method, path)
+    download = paths["/api/v1/ota/package/{package_id}"]["get"]["responses"]
+    assert {"200", "206", "416"} <= set(download)
+    assert _ref_of(download["416"]) == "#/components/schemas/Error"

@@ -117,7 +117,12 @@ class PackageDownloadView(APIView):
     authentication_classes = [VehicleTLSAuthentication]
     permission_classes = [IsVehicle]
 
-    @extend_schema(responses={200: OpenApiResponse(description="OTAP package bytes")})
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(description="OTAP package bytes"),
+            206: OpenApiResponse(description="the requested byte range of the package"),
+        }
+    )
     def get(self, request: Request, package_id: str) -> HttpResponseBase:
         return self._serve(request, package_id, head=False)
 
