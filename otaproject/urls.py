@@ -9,7 +9,6 @@ and an operator may each read.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import Any
 
 from django.contrib import admin
@@ -18,14 +17,22 @@ from django.urls import include, path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from core import auth_api
+from diagnostics.api import urls as diagnostics_api_urls
+from ecus.api import urls as ecus_api_urls
+from firmware.api import urls as firmware_api_urls
+from ota.api import urls as ota_api_urls
+from pqc.api import urls as pqc_api_urls
+from vehicles.api import urls as vehicles_api_urls
+
 API_MODULES = [
-    "vehicles.api.urls",
-    "ecus.api.urls",
-    "firmware.api.urls",
-    "ota.api.urls",
-    "diagnostics.api.urls",
-    "pqc.api.urls",
-    "core.auth_api",
+    vehicles_api_urls,
+    ecus_api_urls,
+    firmware_api_urls,
+    ota_api_urls,
+    diagnostics_api_urls,
+    pqc_api_urls,
+    auth_api,
 ]
 
 # Only vehicles call these (IsVehicle): served on the vehicle listener alone.
@@ -54,8 +61,7 @@ SHARED_ROUTES = {
 def _api(keep: Any = None) -> list[Any]:
     """The /api/v1/ routes whose namespaced name `keep` accepts (all when None)."""
     routes = []
-    for module_name in API_MODULES:
-        module = import_module(module_name)
+    for module in API_MODULES:
         patterns = [
             pattern
             for pattern in module.urlpatterns

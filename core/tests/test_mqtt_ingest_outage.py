@@ -150,12 +150,10 @@ def test_the_channels_worker_counts_a_batch_the_outage_outlasted(vehicle):
 
 @pytest.mark.django_db
 def test_a_query_error_is_not_taken_for_an_outage():
+    import psycopg
+
     from core.db import is_database_unavailable
 
-    try:
-        import psycopg
-    except ImportError:
-        pytest.skip("psycopg is not installed")
     assert is_database_unavailable(psycopg.OperationalError("connection is bad"))
     assert is_database_unavailable(psycopg.InterfaceError("the connection is closed"))
     assert not is_database_unavailable(psycopg.errors.DeadlockDetected("deadlock detected"))
