@@ -9,19 +9,4 @@ app_name = "core"
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
-    path("", views.fleet, name="fleet"),
-    path("campaigns/", views.campaigns, name="campaigns"),
-    path("campaigns/new", views.campaign_create, name="campaign-create"),
-    path("campaigns/<int:pk>/", views.campaign_detail, name="campaign"),
-    path("campaigns/<int:pk>/<slug:action>", views.campaign_action, name="campaign-action"),
-    path("vehicles/", views.vehicles, name="vehicles"),
-    path("vehicles/<str:vin>/", views.vehicle_detail, name="vehicle"),
-    path("diagnostics/", views.diagnostics_console, name="diagnostics"),
-    path("diagnostics/send", views.diagnostics_send, name="diagnostics-send"),
-    path(
-        "diagnostics/requests/<uuid:request_id>/",
-        views.diagnostic_request_detail,
-        name="diagnostic-request",
-    ),
-    path("pqc/", views.pqc, name="pqc"),
 ]

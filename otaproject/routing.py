@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from core import consumers
+from console import consumers
 
 websocket_urlpatterns: list = [
     path("ws/fleet/", consumers.FleetConsumer.as_asgi()),

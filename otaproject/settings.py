@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "ota",
     "diagnostics",
     "pqc",
+    "console",
 ]
 
 MIDDLEWARE = [

@@ -86,6 +86,7 @@ _console_pages = [
     # The split view serves its start-up script as a file, so the CSP needs no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("core.urls")),
+    path("", include("console.urls")),
 ]
 
 urlpatterns = [path("api/v1/", include(_api())), *_console_pages]

@@ -7,8 +7,8 @@ import fastjsonschema
 import pytest
 from jsonschema import Draft202012Validator
 
+from console.views import UdsRequestForm
 from core.mqtt import schemas
-from core.views import UdsRequestForm
 
 CASES = [
     (schemas.VIN, "WVWZZZ1JZ3W386752"),

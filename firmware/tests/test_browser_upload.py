@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from core.roles import Role
-from core.tests.browser.conftest import (  # noqa: F401  (fixtures)
+from console.tests.browser.conftest import (  # noqa: F401  (fixtures)
     browser_page,
     console,
     log_in,
     screenshot,
 )
-from core.tests.browser.fleet_data import PASSWORD, make_user
+from console.tests.browser.fleet_data import PASSWORD, make_user
+from core.roles import Role
 from firmware.models import Firmware
 from firmware.tests import factories
 

@@ -86,7 +86,7 @@ def test_a_dashboard_action_names_the_operator_who_clicked(
     campaign = create_campaign(operator=fleet_operator, name="c", firmware_ids=[ecm_release.pk])
     browser = Client()
     browser.force_login(other_operator)
-    response = browser.post(reverse("core:campaign-action", args=[campaign.pk, "start"]))
+    response = browser.post(reverse("console:campaign-action", args=[campaign.pk, "start"]))
     assert response.status_code == 302
     assert _actors("campaign.created") == [("user:olga", fleet_operator.pk)]
     assert _actors("campaign.started") == [("user:oscar", other_operator.pk)]

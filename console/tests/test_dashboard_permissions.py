@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from core.tests.dashboard_helpers import logged_in, make_campaign
+from console.tests.dashboard_helpers import logged_in, make_campaign
 
 PAGES = ["/", "/campaigns/", "/vehicles/", "/diagnostics/", "/pqc/"]
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from console.tests.browser.conftest import log_in, screenshot, wait_until_live
+from console.tests.browser.fleet_data import PASSWORD, VINS, build_fleet, give_telemetry, make_user
 from core.roles import Role
-from core.tests.browser.conftest import log_in, screenshot, wait_until_live
-from core.tests.browser.fleet_data import PASSWORD, VINS, build_fleet, give_telemetry, make_user
 
 pytestmark = pytest.mark.slow
 

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
+from console.tests.browser.conftest import log_in, screenshot, wait_until_live
+from console.tests.browser.fleet_data import PASSWORD, VINS, build_fleet, make_user
 from core.roles import Role
-from core.tests.browser.conftest import log_in, screenshot, wait_until_live
-from core.tests.browser.fleet_data import PASSWORD, VINS, build_fleet, make_user
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.tests.dashboard_helpers import logged_in
+from console.tests.dashboard_helpers import logged_in
 
 
 def _send(client, vehicle, /, **overrides):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from console.tests.browser.conftest import log_in, wait_until_live
+from console.tests.browser.fleet_data import PASSWORD, build_fleet, make_user
 from core.roles import Role
-from core.tests.browser.conftest import log_in, wait_until_live
-from core.tests.browser.fleet_data import PASSWORD, build_fleet, make_user
 
 pytestmark = pytest.mark.slow
 

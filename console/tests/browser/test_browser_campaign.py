@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from core.tests.browser.conftest import log_in, screenshot, wait_until_live
-from core.tests.browser.fleet_data import PASSWORD, VINS, build_fleet, make_user
+from console.tests.browser.conftest import log_in, screenshot, wait_until_live
+from console.tests.browser.fleet_data import PASSWORD, VINS, build_fleet, make_user
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ import datetime
 import pytest
 from django.utils import timezone
 
-from core import dashboard
-from core.tests.dashboard_helpers import logged_in, make_campaign, make_firmware, make_update
+from console import dashboard
+from console.tests.dashboard_helpers import logged_in, make_campaign, make_firmware, make_update
 from vehicles.models import Vehicle
 
 

@@ -1,0 +1,452 @@
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from console import dashboard
+from core.api import DomainError
+from core.roles import Role, has_role, user_roles
+from vehicles.models import Vehicle
+
+logger = logging.getLogger(__name__)
+
+View = Callable[..., HttpResponse]
+
+
+def role_required(role: str) -> Callable[[View], View]:
+    """Send anonymous users to the login page and refuse users without `role` (403)."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not has_role(request.user, role):
+                raise PermissionDenied(f"the {role} role is required")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def _page(
+    request: HttpRequest, template: str, partial: str, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    """Render a page, or only its live region when the page's script asks for a refresh."""
+    context = {
+        **context,
+        "roles": user_roles(request.user),
+        "can_operate": has_role(request.user, Role.OPERATOR),
+        "can_engineer": has_role(request.user, Role.FLEET_ENGINEER),
+        "live_partial": partial,
+    }
+    if request.GET.get("fragment") == "live":
+        return render(request, partial, context, status=status)
+    return render(request, template, context, status=status)
+
+
+def _service(module: str, name: str) -> Callable[..., Any] | None:
+    """A workflow function of another app, or None when that app does not offer it."""
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+def _field_message(exc: DomainError) -> str:
+    field = getattr(exc, "field", None)
+    return f"{field}: {exc}" if field else str(exc)
+
+
+# -- fleet ------------------------------------------------------------------------------------
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def fleet(request: HttpRequest) -> HttpResponse:
+    return _page(
+        request,
+        "console/fleet.html",
+        "console/partials/fleet_live.html",
+        dashboard.fleet_overview(),
+    )
+
+
+# -- campaigns --------------------------------------------------------------------------------
+
+# Dashboard button -> workflow in ota.campaigns; the API and the admin call the same functions.
+CAMPAIGN_ACTIONS = {
+    "start": "start_campaign",
+    "pause": "pause_campaign",
+    "resume": "resume_campaign",
+    "cancel": "cancel_campaign",
+    "retry": "retry_failed",
+}
+ACTION_DONE = {
+    "start": "Campaign started: the worker offers the first wave at its next tick.",
+    "pause": "Campaign paused: no new offers; installs under way finish.",
+    "resume": "Campaign resumed.",
+    "cancel": "Campaign cancelled.",
+    "retry": "Failed vehicles queued again.",
+}
+# Which buttons make sense in which campaign status.
+ACTIONS_BY_STATUS = {
+    "draft": ["start", "cancel"],
+    "scheduled": ["pause", "cancel"],
+    "running": ["pause", "cancel", "retry"],
+    "paused": ["resume", "cancel", "retry"],
+    "completed": ["retry"],
+}
+
+
+def _campaign_service(action: str) -> Callable[..., Any] | None:
+    name = CAMPAIGN_ACTIONS.get(action)
+    return _service("ota.campaigns", name) if name else None
+
+
+def _create_campaign_service() -> Callable[..., Any] | None:
+    return _service("ota.campaigns", "create_campaign")
+
+
+class CampaignForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    firmware = forms.TypedMultipleChoiceField(
+        coerce=int,
+        label="Firmware releases",
+        help_text="One release per ECU type.",
+        widget=forms.SelectMultiple(attrs={"size": 6}),
+    )
+    vehicles = forms.CharField(
+        label="Vehicle VINs",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One VIN per line or separated by commas; empty targets every eligible vehicle.",
+    )
+    waves = forms.CharField(
+        label="Waves (% of vehicles, cumulative)",
+        required=False,
+        initial="1, 10, 50, 100",
+        help_text="Each wave starts once the previous one succeeded.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["firmware"].choices = dashboard.firmware_choices()
+
+    def clean_vehicles(self) -> list[str]:
+        raw = self.cleaned_data["vehicles"].replace(",", "\n")
+        return [vin.strip().upper() for vin in raw.splitlines() if vin.strip()]
+
+    def clean_waves(self) -> list[float] | None:
+        raw = self.cleaned_data["waves"].replace("%", "")
+        if not raw.strip():
+            return None
+        try:
+            return [float(part) for part in raw.replace(",", " ").split()]
+        except ValueError:
+            raise forms.ValidationError("numbers separated by commas, such as 10, 50, 100")
+
+
+# Where the campaign service's field names appear on the form.
+_CAMPAIGN_FORM_FIELDS = {
+    "name": "name",
+    "firmware_ids": "firmware",
+    "target_vins": "vehicles",
+    "wave_percentages": "waves",
+}
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def campaigns(request: HttpRequest) -> HttpResponse:
+    return _campaign_list_page(request, CampaignForm() if _create_campaign_service() else None)
+
+
+def _campaign_list_page(
+    request: HttpRequest, form: CampaignForm | None, status: int = 200
+) -> HttpResponse:
+    return _page(
+        request,
+        "console/campaigns.html",
+        "console/partials/campaign_list_live.html",
+        {
+            "campaigns": dashboard.campaign_list(),
+            "campaigns_available": dashboard.campaign_model() is not None,
+            "create_form": form,
+        },
+        status=status,
+    )
+
+
+@require_POST
+@role_required(Role.OPERATOR)
+def campaign_create(request: HttpRequest) -> HttpResponse:
+    service = _create_campaign_service()
+    if service is None:
+        raise Http404("campaign creation is not available")
+    form = CampaignForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        options: dict[str, Any] = {"name": data["name"], "target_vins": data["vehicles"]}
+        if data["waves"]:
+            options["wave_percentages"] = data["waves"]
+        try:
+            campaign = service(operator=request.user, firmware_ids=data["firmware"], **options)
+        except DomainError as exc:
+            form.add_error(_CAMPAIGN_FORM_FIELDS.get(exc.field or ""), exc.message)
+        else:
+            messages.success(request, f"Campaign “{campaign.name}” created as a draft.")
+            return redirect("console:campaign", pk=campaign.pk)
+    return _campaign_list_page(request, form, status=400)
+
+
+def _get_campaign(pk: int) -> Any:
+    model = dashboard.campaign_model()
+    if model is None:
+        raise Http404("campaigns are not available")
+    return get_object_or_404(model, pk=pk)
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = _get_campaign(pk)
+    actions = [a for a in ACTIONS_BY_STATUS.get(str(campaign.status), []) if _campaign_service(a)]
+    return _page(
+        request,
+        "console/campaign_detail.html",
+        "console/partials/campaign_live.html",
+        {
+            "campaign": campaign,
+            "summary": dashboard.summarise_campaign(campaign),
+            "rows": dashboard.campaign_vehicle_rows(campaign),
+            "firmware": dashboard.campaign_firmware(campaign),
+            "audit": dashboard.audit_trail(object_type="campaign", object_id=campaign.pk),
+            "actions": actions,
+        },
+    )
+
+
+@require_POST
+@role_required(Role.OPERATOR)
+def campaign_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    campaign = _get_campaign(pk)
+    service = _campaign_service(action)
+    if service is None:
+        raise Http404(f"no campaign action {action!r}")
+    try:
+        service(campaign, operator=request.user)
+    except DomainError as exc:
+        messages.error(request, f"Could not {action} the campaign: {_field_message(exc)}")
+    else:
+        messages.success(request, ACTION_DONE[action])
+    return redirect("console:campaign", pk=pk)
+
+
+# -- vehicles ---------------------------------------------------------------------------------
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def vehicles(request: HttpRequest) -> HttpResponse:
+    search = request.GET.get("q", "").strip()[:64]
+    return _page(
+        request,
+        "console/vehicles.html",
+        "console/partials/vehicle_list_live.html",
+        {"vehicles": dashboard.vehicle_list(search=search), "search": search},
+    )
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def vehicle_detail(request: HttpRequest, vin: str) -> HttpResponse:
+    vehicle = get_object_or_404(Vehicle, vin=vin.upper())
+    return _page(
+        request,
+        "console/vehicle_detail.html",
+        "console/partials/vehicle_live.html",
+        dashboard.vehicle_detail(vehicle),
+    )
+
+
+# -- diagnostics ------------------------------------------------------------------------------
+
+
+class UdsRequestForm(forms.Form):
+    vehicle = forms.CharField(max_length=17)
+    target = forms.CharField(
+        max_length=32, help_text="An ECU id (ECU_001) or a zonal gateway id (ZGW_FRONT)."
+    )
+    service = forms.TypedChoiceField(
+        coerce=int,
+        choices=[(s.sid, f"0x{s.sid_hex} {s.name}") for s in dashboard.UDS_SERVICES],
+    )
+    parameters = forms.RegexField(
+        regex=r"^(?:\s*[0-9A-Fa-f]{2})*\s*\Z",
+        required=False,
+        max_length=256,
+        error_messages={"invalid": "hex bytes only, such as F190"},
+    )
+    timeout = forms.IntegerField(min_value=1, max_value=120, initial=10, label="Timeout (s)")
+
+    def clean_vehicle(self) -> Vehicle:
+        vin = self.cleaned_data["vehicle"].strip().upper()
+        vehicle = Vehicle.objects.filter(vin=vin).first()
+        if vehicle is None:
+            raise forms.ValidationError(f"no vehicle {vin}")
+        return vehicle
+
+    def clean_parameters(self) -> bytes:
+        return bytes.fromhex("".join(self.cleaned_data["parameters"].split()))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "service" in cleaned and "parameters" in cleaned:
+            try:
+                cleaned["params"] = dashboard.uds_params_from_bytes(
+                    cleaned["service"], cleaned["parameters"]
+                )
+            except DomainError as exc:
+                self.add_error("parameters", exc.message)
+        return cleaned
+
+
+# Where the diagnostics service's field names appear on the console form.
+_UDS_FORM_FIELDS = {
+    "ecu_id": "target",
+    "zone": "target",
+    "service": "service",
+    "timeout_ms": "timeout",
+}
+
+
+def _form_field_of(service_field: str | None) -> str | None:
+    if not service_field:
+        return None
+    if service_field.startswith("params"):
+        return "parameters"
+    return _UDS_FORM_FIELDS.get(service_field)
+
+
+def _may_send_diagnostics(user: Any) -> bool:
+    return has_role(user, Role.OPERATOR) or has_role(user, Role.FLEET_ENGINEER)
+
+
+def _diagnostics_context(request: HttpRequest, form: UdsRequestForm | None) -> dict[str, Any]:
+    vin = (request.POST.get("vehicle") or request.GET.get("vehicle") or "").strip().upper()[:17]
+    vehicle = Vehicle.objects.filter(vin=vin).first() if vin else None
+    if form is None:
+        form = UdsRequestForm(
+            initial={"vehicle": vin, "timeout": 5, "service": 0x22, "parameters": "F190"}
+        )
+    return {
+        "form": form,
+        "vehicle": vehicle,
+        "vehicle_choices": list(
+            Vehicle.objects.order_by("vin").values_list("vin", "model_name")[:500]
+        ),
+        "zones": dashboard.ecus_by_zone(vehicle) if vehicle else [],
+        "services": dashboard.UDS_SERVICES,
+        "recent": dashboard.recent_diagnostic_requests(vehicle=vehicle),
+        "send_available": _send_uds_service() is not None,
+        "can_send": _may_send_diagnostics(request.user),
+    }
+
+
+def _send_uds_service() -> Callable[..., Any] | None:
+    return _service("diagnostics.services.remote", "send_diagnostic_request")
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def diagnostics_console(request: HttpRequest) -> HttpResponse:
+    return _page(
+        request,
+        "console/diagnostics.html",
+        "console/partials/diagnostics_recent_live.html",
+        _diagnostics_context(request, None),
+    )
+
+
+@require_POST
+@role_required(Role.VIEWER)
+def diagnostics_send(request: HttpRequest) -> HttpResponse:
+    if not _may_send_diagnostics(request.user):
+        raise PermissionDenied("the operator or fleet_engineer role is required")
+    service = _send_uds_service()
+    if service is None:
+        raise Http404("sending diagnostics is not available")
+    form = UdsRequestForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        vehicle = data["vehicle"]
+        target = data["target"].strip()
+        is_zone = vehicle.zonal_gateways.filter(gateway_id=target).exists()
+        try:
+            diagnostic = service(
+                vehicle=vehicle,
+                service=data["service"],
+                params=data["params"],
+                ecu_id=None if is_zone else target,
+                zone=target if is_zone else None,
+                requested_by=request.user,
+                timeout_ms=data["timeout"] * 1000,
+            )
+        except DomainError as exc:
+            form.add_error(_form_field_of(exc.field), exc.message)
+        else:
+            return redirect("console:diagnostic-request", request_id=diagnostic.request_id)
+    return _page(
+        request,
+        "console/diagnostics.html",
+        "console/partials/diagnostics_recent_live.html",
+        _diagnostics_context(request, form),
+        status=400,
+    )
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def diagnostic_request_detail(request: HttpRequest, request_id: str) -> HttpResponse:
+    model = dashboard.diagnostic_request_model()
+    if model is None:
+        raise Http404("diagnostics are not available")
+    diagnostic = get_object_or_404(
+        model.objects.select_related("vehicle", "zonal_gateway"), request_id=request_id
+    )
+    return _page(
+        request,
+        "console/diagnostic_request.html",
+        "console/partials/diagnostic_request_live.html",
+        {
+            "diagnostic": diagnostic,
+            "answers": dashboard.diagnostic_answers(diagnostic),
+            "target": dashboard.diagnostic_target(diagnostic),
+            "request_bytes": dashboard.spaced_hex(diagnostic.request_hex or ""),
+            "service": dashboard.uds_service(diagnostic.service_id),
+        },
+    )
+
+
+# -- PQC --------------------------------------------------------------------------------------
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def pqc(request: HttpRequest) -> HttpResponse:
+    return _page(
+        request, "console/pqc.html", "console/partials/pqc_live.html", dashboard.pqc_overview()
+    )
