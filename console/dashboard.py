@@ -1,8 +1,7 @@
 """Read-side queries for the operator dashboard: plain data for templates, no writes.
 
 Workflows (start a campaign, send a UDS request) stay in their apps' services; this module only
-reads, and it reads models of other apps through `_model()` so that a page still renders the
-parts that exist while an app is being extended.
+reads, importing the models of the apps below it directly.
 """
 
 from __future__ import annotations
@@ -15,15 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
-from django.db import models
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
+from core.api import DomainError
+from core.models import AuditEvent
+from diagnostics.models import DiagnosticRequest, TelemetryLatest
 from ecus.models import Ecu, EcuType
 from firmware.choices import FirmwareStatus
 from firmware.models import Firmware
+from ota.choices import CampaignStatus, UpdateState
+from ota.models import Campaign, CampaignWave, OtaUpdate
+from pqc.pki import FleetPki
 from vehicles.choices import VehicleStatus
 from vehicles.models import Vehicle
 
@@ -38,25 +41,18 @@ FAILURE_SPIKE_RATIO = 0.2
 # Certificates expiring within this horizon are flagged.
 CERT_EXPIRY_HORIZON = datetime.timedelta(days=30)
 
-TERMINAL_UPDATE_STATES = {"succeeded", "failed", "rolled_back", "cancelled"}
-FAILED_UPDATE_STATES = {"failed", "rolled_back"}
+TERMINAL_UPDATE_STATES = {
+    UpdateState.SUCCEEDED,
+    UpdateState.FAILED,
+    UpdateState.ROLLED_BACK,
+    UpdateState.CANCELLED,
+}
+FAILED_UPDATE_STATES = {UpdateState.FAILED, UpdateState.ROLLED_BACK}
 
 # Palette used by the adoption chart, newest version first; older versions share the last one.
 # ECUs already on the newest released firmware get their own colour whatever its rank.
 VERSION_COLOURS = ["#1f7a4d", "#3f9b6e", "#8cc7a4", "#c9ced6"]
 NEWEST_RELEASE_COLOUR = "#1e63b6"
-
-
-def _model(app_label: str, name: str) -> type[models.Model] | None:
-    """A model of another app, or None while that app does not define it yet."""
-    try:
-        return apps.get_model(app_label, name)
-    except LookupError:
-        return None
-
-
-def _field_names(model: type[models.Model]) -> set[str]:
-    return {f.name for f in model._meta.get_fields()}
 
 
 # -- fleet overview ----------------------------------------------------------------------------
@@ -189,18 +185,11 @@ def firmware_adoption(*, row_height: int = 22) -> list[AdoptionRow]:
     return result
 
 
-def _update_model() -> type[models.Model] | None:
-    return _model("ota", "OtaUpdate")
-
-
 def stuck_updates(*, now: datetime.datetime | None = None, limit: int = 20) -> list[Any]:
     """Vehicle updates in a non-terminal state that have not moved for STUCK_AFTER."""
-    update_model = _update_model()
-    if update_model is None:
-        return []
     now = now or timezone.now()
     return list(
-        update_model.objects.exclude(state__in=TERMINAL_UPDATE_STATES)
+        OtaUpdate.objects.exclude(state__in=TERMINAL_UPDATE_STATES)
         .filter(updated_at__lt=now - STUCK_AFTER)
         .select_related("vehicle")
         .order_by("updated_at")[:limit]
@@ -209,11 +198,8 @@ def stuck_updates(*, now: datetime.datetime | None = None, limit: int = 20) -> l
 
 def failure_rate(*, now: datetime.datetime | None = None) -> dict[str, int]:
     """Finished and failed vehicle updates within FAILURE_WINDOW."""
-    update_model = _update_model()
-    if update_model is None:
-        return {"finished": 0, "failed": 0}
     now = now or timezone.now()
-    recent = update_model.objects.filter(updated_at__gte=now - FAILURE_WINDOW)
+    recent = OtaUpdate.objects.filter(updated_at__gte=now - FAILURE_WINDOW)
     counts = recent.aggregate(
         finished=Count("id", filter=Q(state__in=TERMINAL_UPDATE_STATES)),
         failed=Count("id", filter=Q(state__in=FAILED_UPDATE_STATES)),
@@ -236,8 +222,6 @@ class CertificateRow:
 def certificate_inventory(*, now: datetime.datetime | None = None) -> list[CertificateRow]:
     """Certificates the fleet PKI issued, soonest expiry first; empty when no PKI exists."""
     try:
-        from pqc.pki import FleetPki
-
         infos = FleetPki.from_settings().list_certificates()
     except Exception:
         # A missing or half-initialised PKI must not take the dashboard down with it.
@@ -297,7 +281,11 @@ def fleet_alerts(*, now: datetime.datetime | None = None) -> list[Alert]:
 
 # -- campaigns --------------------------------------------------------------------------------
 
-ACTIVE_CAMPAIGN_STATES = {"scheduled", "running", "paused"}
+ACTIVE_CAMPAIGN_STATES = {
+    CampaignStatus.SCHEDULED,
+    CampaignStatus.RUNNING,
+    CampaignStatus.PAUSED,
+}
 
 
 @dataclass
@@ -335,28 +323,21 @@ class CampaignSummary:
         return round(100.0 * self.succeeded / finished, 1) if finished else 0.0
 
 
-def campaign_model() -> type[models.Model] | None:
-    return _model("ota", "Campaign")
-
-
 def _bucket_of(state: str) -> str:
-    if state == "succeeded":
+    if state == UpdateState.SUCCEEDED:
         return "succeeded"
     if state in FAILED_UPDATE_STATES:
         return "failed"
-    if state == "cancelled":
+    if state == UpdateState.CANCELLED:
         return "cancelled"
-    if state in ("queued", "offered"):
+    if state in (UpdateState.QUEUED, UpdateState.OFFERED):
         # Offered but not yet picked up: the vehicle has not started working on it.
         return "pending"
     return "in_progress"
 
 
-def _campaign_updates(campaign: Any) -> models.QuerySet | None:
-    update_model = _update_model()
-    if update_model is None or "campaign" not in _field_names(update_model):
-        return None
-    return update_model.objects.filter(campaign=campaign)
+def _campaign_updates(campaign: Campaign) -> QuerySet[OtaUpdate]:
+    return OtaUpdate.objects.filter(campaign=campaign)
 
 
 def _add(summary: CampaignSummary, bucket: str, n: int) -> None:
@@ -364,82 +345,59 @@ def _add(summary: CampaignSummary, bucket: str, n: int) -> None:
     summary.total += n
 
 
-def summarise_campaign(campaign: Any) -> CampaignSummary:
+def summarise_campaign(campaign: Campaign) -> CampaignSummary:
     """Counts per outcome for one campaign, and per wave when the campaign has waves."""
     summary = CampaignSummary(
         pk=campaign.pk,
-        name=getattr(campaign, "name", f"Campaign {campaign.pk}"),
-        status=str(getattr(campaign, "status", "")),
-        status_label=(
-            campaign.get_status_display() if hasattr(campaign, "get_status_display") else ""
-        ),
-        created_at=getattr(campaign, "created_at", None),
+        name=campaign.name,
+        status=str(campaign.status),
+        status_label=campaign.get_status_display(),
+        created_at=campaign.created_at,
     )
-    updates = _campaign_updates(campaign)
-    if updates is None:
-        return summary
-    has_wave = "wave" in _field_names(updates.model)
-    keys = ["state", "wave"] if has_wave else ["state"]
     waves: dict[Any, CampaignSummary] = {}
-    for row in updates.values(*keys).annotate(n=Count("id")):
+    for row in _campaign_updates(campaign).values("state", "wave").annotate(n=Count("id")):
         bucket = _bucket_of(row["state"])
         _add(summary, bucket, row["n"])
-        if has_wave:
-            wave = waves.setdefault(
-                row["wave"],
-                CampaignSummary(pk=row["wave"] or 0, name="", status="", status_label=""),
-            )
-            _add(wave, bucket, row["n"])
-    if has_wave:
-        summary.waves = _wave_rows(campaign, waves)
+        wave = waves.setdefault(
+            row["wave"],
+            CampaignSummary(pk=row["wave"] or 0, name="", status="", status_label=""),
+        )
+        _add(wave, bucket, row["n"])
+    summary.waves = _wave_rows(campaign, waves)
     return summary
 
 
-def _wave_rows(campaign: Any, counts: dict[Any, CampaignSummary]) -> list[dict[str, Any]]:
-    wave_model = _model("ota", "CampaignWave") or _model("ota", "Wave")
+def _wave_rows(campaign: Campaign, counts: dict[Any, CampaignSummary]) -> list[dict[str, Any]]:
     rows = []
-    if wave_model is not None:
-        for wave in wave_model.objects.filter(campaign=campaign).order_by("index"):
-            stats = counts.get(wave.pk) or CampaignSummary(
-                pk=wave.pk, name="", status="", status_label=""
-            )
-            rows.append(
-                {
-                    "pk": wave.pk,
-                    "name": f"Wave {wave.index + 1}",
-                    "percentage": getattr(wave, "percentage", None),
-                    "status": (
-                        wave.get_status_display() if hasattr(wave, "get_status_display") else ""
-                    ),
-                    "stats": stats,
-                }
-            )
+    for wave in CampaignWave.objects.filter(campaign=campaign).order_by("index"):
+        stats = counts.get(wave.pk) or CampaignSummary(
+            pk=wave.pk, name="", status="", status_label=""
+        )
+        rows.append(
+            {
+                "pk": wave.pk,
+                "name": f"Wave {wave.index + 1}",
+                "percentage": wave.percentage,
+                "status": wave.get_status_display(),
+                "stats": stats,
+            }
+        )
     return rows
 
 
 def campaigns_in_flight(*, limit: int = 10) -> list[CampaignSummary]:
-    model = campaign_model()
-    if model is None:
-        return []
-    queryset = model.objects.all()
-    if "status" in _field_names(model):
-        queryset = queryset.filter(status__in=ACTIVE_CAMPAIGN_STATES)
+    queryset = Campaign.objects.filter(status__in=ACTIVE_CAMPAIGN_STATES)
     return [summarise_campaign(c) for c in queryset.order_by("-pk")[:limit]]
 
 
 def campaign_list(*, limit: int = 100) -> list[CampaignSummary]:
-    model = campaign_model()
-    if model is None:
-        return []
-    return [summarise_campaign(c) for c in model.objects.order_by("-pk")[:limit]]
+    return [summarise_campaign(c) for c in Campaign.objects.order_by("-pk")[:limit]]
 
 
 def audit_trail(
     *, object_type: str = "", object_id: Any = "", vehicle_vin: str = "", limit: int = 15
 ) -> list[Any]:
     """Newest audit events about one object or one vehicle."""
-    from core.models import AuditEvent
-
     queryset = AuditEvent.objects.order_by("-id")
     if object_type:
         queryset = queryset.filter(object_type=object_type, object_id=str(object_id))
@@ -458,18 +416,14 @@ def firmware_choices(*, limit: int = 500) -> list[tuple[int, str]]:
     ]
 
 
-def campaign_firmware(campaign: Any) -> list[Firmware]:
-    manager = getattr(campaign, "firmware", None)
-    if manager is None:
-        return []
-    return list(manager.select_related("ecu_type").order_by("ecu_type__code"))
+def campaign_firmware(campaign: Campaign) -> list[Firmware]:
+    return list(campaign.firmware.select_related("ecu_type").order_by("ecu_type__code"))
 
 
-def campaign_vehicle_rows(campaign: Any, *, limit: int = 500) -> list[Any]:
-    updates = _campaign_updates(campaign)
-    if updates is None:
-        return []
-    return list(updates.select_related("vehicle").order_by("vehicle__vin")[:limit])
+def campaign_vehicle_rows(campaign: Campaign, *, limit: int = 500) -> list[OtaUpdate]:
+    return list(
+        _campaign_updates(campaign).select_related("vehicle").order_by("vehicle__vin")[:limit]
+    )
 
 
 def fleet_overview(*, now: datetime.datetime | None = None) -> dict[str, Any]:
@@ -481,7 +435,6 @@ def fleet_overview(*, now: datetime.datetime | None = None) -> dict[str, Any]:
         "adoption_height": len(adoption) * 22,
         "campaigns": campaigns_in_flight(),
         "alerts": fleet_alerts(now=now),
-        "campaigns_available": campaign_model() is not None,
     }
 
 
@@ -515,21 +468,13 @@ def ecus_by_zone(vehicle: Vehicle) -> list[dict[str, Any]]:
 
 
 def vehicle_updates(vehicle: Vehicle, *, limit: int = 50) -> list[Any]:
-    update_model = _update_model()
-    if update_model is None:
-        return []
-    queryset = update_model.objects.filter(vehicle=vehicle)
-    if "campaign" in _field_names(update_model):
-        queryset = queryset.select_related("campaign")
+    queryset = OtaUpdate.objects.filter(vehicle=vehicle).select_related("campaign")
     return list(queryset.order_by("-created_at")[:limit])
 
 
 def latest_telemetry(vehicle: Vehicle) -> dict[str, Any] | None:
     """The newest value of every telemetry signal of the vehicle, with when it was reported."""
-    model = _model("diagnostics", "TelemetryLatest")
-    if model is None:
-        return None
-    latest = model.objects.filter(vehicle=vehicle).first()
+    latest = TelemetryLatest.objects.filter(vehicle=vehicle).first()
     if latest is None:
         return None
     values = latest.values if isinstance(latest.values, dict) else {}
@@ -809,10 +754,6 @@ def uds_service(sid: int) -> UdsService | None:
     return next((s for s in UDS_SERVICES if s.sid == sid), None)
 
 
-def diagnostic_request_model() -> type[models.Model] | None:
-    return _model("diagnostics", "DiagnosticRequest")
-
-
 def spaced_hex(text: str) -> str:
     return " ".join(text[i : i + 2] for i in range(0, len(text), 2)).upper()
 
@@ -888,7 +829,6 @@ def uds_params_from_bytes(sid: int, data: bytes) -> dict[str, Any]:
     The console lets an operator type raw bytes (what goes on the wire); the diagnostics
     service takes named parameters and re-encodes them, so the preview and the sent request match.
     """
-    from core.api import DomainError
 
     def need(n: int, what: str) -> None:
         if len(data) < n:
@@ -935,10 +875,7 @@ def uds_params_from_bytes(sid: int, data: bytes) -> dict[str, Any]:
 
 
 def recent_diagnostic_requests(*, vehicle: Vehicle | None = None, limit: int = 10) -> list[Any]:
-    model = diagnostic_request_model()
-    if model is None:
-        return []
-    queryset = model.objects.select_related("vehicle").order_by("-created_at")
+    queryset = DiagnosticRequest.objects.select_related("vehicle").order_by("-created_at")
     if vehicle is not None:
         queryset = queryset.filter(vehicle=vehicle)
     return list(queryset[:limit])

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from functools import wraps
@@ -17,6 +16,18 @@ from django.views.decorators.http import require_GET, require_POST
 from console import dashboard
 from core.api import DomainError
 from core.roles import Role, has_role, user_roles
+from diagnostics.models import DiagnosticRequest
+from diagnostics.services.remote import send_diagnostic_request
+from ota.campaigns import (
+    cancel_campaign,
+    create_campaign,
+    pause_campaign,
+    resume_campaign,
+    retry_failed,
+    start_campaign,
+)
+from ota.choices import CampaignStatus
+from ota.models import Campaign
 from vehicles.models import Vehicle
 
 logger = logging.getLogger(__name__)
@@ -57,14 +68,6 @@ def _page(
     return render(request, template, context, status=status)
 
 
-def _service(module: str, name: str) -> Callable[..., Any] | None:
-    """A workflow function of another app, or None when that app does not offer it."""
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-
-
 def _field_message(exc: DomainError) -> str:
     field = getattr(exc, "field", None)
     return f"{field}: {exc}" if field else str(exc)
@@ -87,12 +90,12 @@ def fleet(request: HttpRequest) -> HttpResponse:
 # -- campaigns --------------------------------------------------------------------------------
 
 # Dashboard button -> workflow in ota.campaigns; the API and the admin call the same functions.
-CAMPAIGN_ACTIONS = {
-    "start": "start_campaign",
-    "pause": "pause_campaign",
-    "resume": "resume_campaign",
-    "cancel": "cancel_campaign",
-    "retry": "retry_failed",
+CAMPAIGN_ACTIONS: dict[str, Callable[..., Any]] = {
+    "start": start_campaign,
+    "pause": pause_campaign,
+    "resume": resume_campaign,
+    "cancel": cancel_campaign,
+    "retry": retry_failed,
 }
 ACTION_DONE = {
     "start": "Campaign started: the worker offers the first wave at its next tick.",
@@ -103,21 +106,12 @@ ACTION_DONE = {
 }
 # Which buttons make sense in which campaign status.
 ACTIONS_BY_STATUS = {
-    "draft": ["start", "cancel"],
-    "scheduled": ["pause", "cancel"],
-    "running": ["pause", "cancel", "retry"],
-    "paused": ["resume", "cancel", "retry"],
-    "completed": ["retry"],
+    CampaignStatus.DRAFT: ["start", "cancel"],
+    CampaignStatus.SCHEDULED: ["pause", "cancel"],
+    CampaignStatus.RUNNING: ["pause", "cancel", "retry"],
+    CampaignStatus.PAUSED: ["resume", "cancel", "retry"],
+    CampaignStatus.COMPLETED: ["retry"],
 }
-
-
-def _campaign_service(action: str) -> Callable[..., Any] | None:
-    name = CAMPAIGN_ACTIONS.get(action)
-    return _service("ota.campaigns", name) if name else None
-
-
-def _create_campaign_service() -> Callable[..., Any] | None:
-    return _service("ota.campaigns", "create_campaign")
 
 
 class CampaignForm(forms.Form):
@@ -171,7 +165,7 @@ _CAMPAIGN_FORM_FIELDS = {
 @require_GET
 @role_required(Role.VIEWER)
 def campaigns(request: HttpRequest) -> HttpResponse:
-    return _campaign_list_page(request, CampaignForm() if _create_campaign_service() else None)
+    return _campaign_list_page(request, CampaignForm())
 
 
 def _campaign_list_page(
@@ -183,7 +177,6 @@ def _campaign_list_page(
         "console/partials/campaign_list_live.html",
         {
             "campaigns": dashboard.campaign_list(),
-            "campaigns_available": dashboard.campaign_model() is not None,
             "create_form": form,
         },
         status=status,
@@ -193,9 +186,6 @@ def _campaign_list_page(
 @require_POST
 @role_required(Role.OPERATOR)
 def campaign_create(request: HttpRequest) -> HttpResponse:
-    service = _create_campaign_service()
-    if service is None:
-        raise Http404("campaign creation is not available")
     form = CampaignForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -203,7 +193,9 @@ def campaign_create(request: HttpRequest) -> HttpResponse:
         if data["waves"]:
             options["wave_percentages"] = data["waves"]
         try:
-            campaign = service(operator=request.user, firmware_ids=data["firmware"], **options)
+            campaign = create_campaign(
+                operator=request.user, firmware_ids=data["firmware"], **options
+            )
         except DomainError as exc:
             form.add_error(_CAMPAIGN_FORM_FIELDS.get(exc.field or ""), exc.message)
         else:
@@ -212,18 +204,15 @@ def campaign_create(request: HttpRequest) -> HttpResponse:
     return _campaign_list_page(request, form, status=400)
 
 
-def _get_campaign(pk: int) -> Any:
-    model = dashboard.campaign_model()
-    if model is None:
-        raise Http404("campaigns are not available")
-    return get_object_or_404(model, pk=pk)
+def _get_campaign(pk: int) -> Campaign:
+    return get_object_or_404(Campaign, pk=pk)
 
 
 @require_GET
 @role_required(Role.VIEWER)
 def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = _get_campaign(pk)
-    actions = [a for a in ACTIONS_BY_STATUS.get(str(campaign.status), []) if _campaign_service(a)]
+    actions = [a for a in ACTIONS_BY_STATUS.get(str(campaign.status), [])]
     return _page(
         request,
         "console/campaign_detail.html",
@@ -243,7 +232,7 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.OPERATOR)
 def campaign_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     campaign = _get_campaign(pk)
-    service = _campaign_service(action)
+    service = CAMPAIGN_ACTIONS.get(action)
     if service is None:
         raise Http404(f"no campaign action {action!r}")
     try:
@@ -361,13 +350,8 @@ def _diagnostics_context(request: HttpRequest, form: UdsRequestForm | None) -> d
         "zones": dashboard.ecus_by_zone(vehicle) if vehicle else [],
         "services": dashboard.UDS_SERVICES,
         "recent": dashboard.recent_diagnostic_requests(vehicle=vehicle),
-        "send_available": _send_uds_service() is not None,
         "can_send": _may_send_diagnostics(request.user),
     }
-
-
-def _send_uds_service() -> Callable[..., Any] | None:
-    return _service("diagnostics.services.remote", "send_diagnostic_request")
 
 
 @require_GET
@@ -386,9 +370,6 @@ def diagnostics_console(request: HttpRequest) -> HttpResponse:
 def diagnostics_send(request: HttpRequest) -> HttpResponse:
     if not _may_send_diagnostics(request.user):
         raise PermissionDenied("the operator or fleet_engineer role is required")
-    service = _send_uds_service()
-    if service is None:
-        raise Http404("sending diagnostics is not available")
     form = UdsRequestForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -396,7 +377,7 @@ def diagnostics_send(request: HttpRequest) -> HttpResponse:
         target = data["target"].strip()
         is_zone = vehicle.zonal_gateways.filter(gateway_id=target).exists()
         try:
-            diagnostic = service(
+            diagnostic = send_diagnostic_request(
                 vehicle=vehicle,
                 service=data["service"],
                 params=data["params"],
@@ -421,11 +402,8 @@ def diagnostics_send(request: HttpRequest) -> HttpResponse:
 @require_GET
 @role_required(Role.VIEWER)
 def diagnostic_request_detail(request: HttpRequest, request_id: str) -> HttpResponse:
-    model = dashboard.diagnostic_request_model()
-    if model is None:
-        raise Http404("diagnostics are not available")
     diagnostic = get_object_or_404(
-        model.objects.select_related("vehicle", "zonal_gateway"), request_id=request_id
+        DiagnosticRequest.objects.select_related("vehicle", "zonal_gateway"), request_id=request_id
     )
     return _page(
         request,
