@@ -5,7 +5,7 @@ import hashlib
 import ipaddress
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,6 +238,7 @@ class FleetPki:
     def __init__(self, root: Path | str, *, passphrase: bytes | None = None) -> None:
         self.root = Path(root)
         self.passphrase = passphrase
+        self._ca_cache: dict[str, tuple[x509.Certificate, PrivateKey]] = {}
 
     @classmethod
     def from_settings(cls) -> FleetPki:
@@ -377,6 +378,19 @@ class FleetPki:
     def _write_bundle(self) -> None:
         _write_public(self.ca_bundle_path, cert_to_pem(*self.ca_certs()))
 
+    def _signing_ca(self, family: str) -> tuple[x509.Certificate, PrivateKey]:
+        """The family's CA certificate and key, read once per PKI object.
+
+        Reading and decrypting the key costs more than signing; a bulk issue signs thousands.
+        A CA replaced on disk (`init --force`) is picked up by comparing the certificate.
+        """
+        ca_cert = self.ca_cert(family)
+        cached = self._ca_cache.get(family)
+        if cached is None or cached[0] != ca_cert:
+            cached = (ca_cert, self.load_key(self.ca_key_path(family)))
+            self._ca_cache[family] = cached
+        return cached
+
     def _sign_leaf(
         self,
         *,
@@ -387,8 +401,7 @@ class FleetPki:
         not_before: datetime.datetime,
         not_after: datetime.datetime,
     ) -> tuple[x509.Certificate, x509.Certificate]:
-        ca_cert = self.ca_cert(family)
-        ca_key = self.load_key(self.ca_key_path(family))
+        ca_cert, ca_key = self._signing_ca(family)
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -496,6 +509,31 @@ class FleetPki:
         )
         return IssuedCertificate(cert=cert, chain=(ca_cert,), key=None, family=family)
 
+    def issue_fleet(
+        self,
+        vins: Sequence[str],
+        *,
+        family: str,
+        out_dir: Path,
+        days: int = VEHICLE_DAYS,
+    ) -> Iterator[IssuedCertificate]:
+        """Issue and write one key and certificate per VIN: `out_dir/<VIN>/vehicle.{crt,key}`.
+
+        Yields each certificate once it is on disk, so a caller can show progress and audit in
+        batches. The fleet's CA bundle goes once into `out_dir/ca-bundle.pem`.
+        """
+        validate_family(family)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_public(out_dir / "ca-bundle.pem", cert_to_pem(*self.ca_certs()))
+        for vin in vins:
+            issued = self.issue_vehicle(vin, family=family, days=days)
+            vehicle_dir = out_dir / vin
+            vehicle_dir.mkdir(exist_ok=True)
+            _write_public(vehicle_dir / "vehicle.crt", cert_to_pem(issued.cert, *issued.chain))
+            assert issued.key is not None
+            _write_private(vehicle_dir / "vehicle.key", key_to_pem(issued.key, self.passphrase))
+            yield issued
+
     def write_vehicle_bundle(self, issued: IssuedCertificate, out_dir: Path) -> VehicleBundlePaths:
         """Write vehicle.crt (leaf then CA), vehicle.key (0600) and ca-bundle.pem into out_dir."""
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -578,6 +616,40 @@ class FleetPki:
                 )
             )
         return sorted(infos, key=lambda i: i.not_after)
+
+
+def parse_shares(text: str, *, name: str) -> list[tuple[str, float]]:
+    """A mix such as "ecdsa-p256:60,ml-dsa-65:40" (weights; a bare item weighs 1)."""
+    shares: list[tuple[str, float]] = []
+    for part in (p.strip() for p in text.split(",")):
+        item, _, weight = part.partition(":")
+        try:
+            value = float(weight.rstrip("%")) if weight else 1.0
+        except ValueError:
+            raise PkiError(f"{name}: {part!r} is not ITEM or ITEM:WEIGHT") from None
+        if not item or value <= 0:
+            raise PkiError(f"{name}: {part!r} needs an item and a positive weight")
+        shares.append((item, value))
+    return shares
+
+
+def spread_shares(shares: Sequence[tuple[str, float]], count: int) -> list[str]:
+    """`count` items in the proportions of `shares`, interleaved (not in blocks), so that any
+    slice of the fleet, such as one shard, has about the same mix."""
+    total = sum(weight for _, weight in shares)
+    given = dict.fromkeys((item for item, _ in shares), 0)
+    out = []
+    for index in range(count):
+        # The item furthest behind its share so far goes next.
+        item = max(shares, key=lambda s: s[1] / total * (index + 1) - given[s[0]])[0]
+        given[item] += 1
+        out.append(item)
+    return out
+
+
+def fleet_vin(index: int, prefix: str = "WFLEET") -> str:
+    """The VIN of fleet vehicle `index`: the prefix, then the index zero-padded to 17 characters."""
+    return validate_vin(f"{prefix}{index:0{17 - len(prefix)}d}")
 
 
 def _leaf_key_usage() -> x509.KeyUsage:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ from pqc.pki import (
     IssuedCertificate,
     VehicleBundlePaths,
     common_name,
+    fleet_vin,
     key_family,
     parse_serial,
     serial_hex,
+    validate_family,
 )
 
 logger = logging.getLogger(__name__)
@@ -125,6 +128,57 @@ def issue_vehicle_certificate(
     paths = pki.write_vehicle_bundle(issued, out_dir)
     _audit_issue(CertificateAction.ISSUED, issued, actor, os_user)
     return issued, paths
+
+
+# Certificates audited per transaction by a bulk issue: the audit chain's head is locked for
+# one batch at a time, not for the whole run.
+FLEET_AUDIT_BATCH = 500
+
+
+def issue_fleet_certificates(
+    *,
+    pki: FleetPki,
+    families: Sequence[str],
+    out_dir: Path,
+    actor: str,
+    vin_prefix: str = "WFLEET",
+    days: int | None = None,
+    os_user: str = "",
+    progress: Callable[[int], None] = lambda done: None,
+) -> Path:
+    """Issue one key and certificate per vehicle, vehicle `i` of family `families[i]`.
+
+    Writes `out_dir/<VIN>/vehicle.{crt,key}`, `out_dir/ca-bundle.pem` and the manifest
+    `out_dir/fleet.json` (VIN and family of each vehicle, in fleet order); returns the manifest
+    path. Each certificate is audited like `issue_vehicle_certificate`.
+    """
+    extra = {"days": days} if days else {}
+    vins = [fleet_vin(index, vin_prefix) for index in range(len(families))]
+    by_family: dict[str, list[str]] = {}
+    for vin, family in zip(vins, families, strict=True):
+        by_family.setdefault(validate_family(family), []).append(vin)
+    pending: list[IssuedCertificate] = []
+    done = 0
+    for family, family_vins in by_family.items():
+        for issued in pki.issue_fleet(family_vins, family=family, out_dir=out_dir, **extra):
+            pending.append(issued)
+            if len(pending) == FLEET_AUDIT_BATCH:
+                _audit_batch(pending, actor, os_user)
+                done += len(pending)
+                pending = []
+                progress(done)
+    _audit_batch(pending, actor, os_user)
+    progress(done + len(pending))
+    manifest = out_dir / "fleet.json"
+    vehicles = [{"vin": vin, "family": family} for vin, family in zip(vins, families, strict=True)]
+    manifest.write_text(json.dumps({"vehicles": vehicles}, indent=0))
+    return manifest
+
+
+@transaction.atomic(durable=True)
+def _audit_batch(batch: list[IssuedCertificate], actor: str, os_user: str) -> None:
+    for issued in batch:
+        _audit_issue(CertificateAction.ISSUED, issued, actor, os_user)
 
 
 @transaction.atomic(durable=True)

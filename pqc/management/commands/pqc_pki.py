@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,24 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pqc import services
-from pqc.pki import FAMILIES, FleetPki, PkiError, cert_to_pem, utcnow
+from pqc.pki import (
+    FAMILIES,
+    FleetPki,
+    PkiError,
+    cert_to_pem,
+    fleet_vin,
+    parse_shares,
+    spread_shares,
+    utcnow,
+    validate_family,
+)
+
+# A bound on one run's size, so a typing slip does not fill the disk.
+MAX_FLEET = 200_000
 
 
 class Command(BaseCommand):
-    help = "Operate the fleet PKI: init, issue-vehicle, sign-csr, revoke, list."
+    help = "Operate the fleet PKI: init, issue-vehicle, issue-fleet, sign-csr, revoke, list."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -29,6 +43,18 @@ class Command(BaseCommand):
         issue.add_argument("--out", required=True, type=Path, help="Directory for the PEM files.")
         issue.add_argument("--family", choices=FAMILIES, default="ecdsa-p256")
         issue.add_argument("--days", type=int, default=None)
+
+        fleet = sub.add_parser(
+            "issue-fleet", help="Issue keys and certificates for a simulated fleet, with progress."
+        )
+        fleet.add_argument("--count", type=int, required=True, help="Number of vehicles.")
+        fleet.add_argument("--out", required=True, type=Path,
+                           help="Directory: <VIN>/vehicle.{crt,key}, ca-bundle.pem, fleet.json.")  # fmt: skip
+        fleet.add_argument("--families", default="ecdsa-p256",
+                           help='Mix of key families, e.g. "ecdsa-p256:60,ml-dsa-65:40".')  # fmt: skip
+        fleet.add_argument("--vin-prefix", default="WFLEET",
+                           help="VINs are this prefix and the vehicle's number, 17 characters.")  # fmt: skip
+        fleet.add_argument("--days", type=int, default=None)
 
         csr = sub.add_parser("sign-csr", help="Sign a vehicle CSR (PEM); the CN must be the VIN.")
         csr.add_argument("csr", type=argparse.FileType("rb"))
@@ -77,6 +103,33 @@ class Command(BaseCommand):
         self.stdout.write(f"  certificate chain: {paths.cert}")
         self.stdout.write(f"  private key (0600): {paths.key}")
         self.stdout.write(f"  CA bundle: {paths.ca_bundle}")
+
+    def _issue_fleet(self, pki: FleetPki, options: dict[str, Any]) -> None:
+        count = options["count"]
+        if not 1 <= count <= MAX_FLEET:
+            raise PkiError(f"count: between 1 and {MAX_FLEET}")
+        shares = parse_shares(options["families"], name="families")
+        for family, _ in shares:
+            validate_family(family)
+        prefix = options["vin_prefix"]
+        fleet_vin(count - 1, prefix)  # the longest number must still make a VIN
+        started = time.monotonic()
+
+        def progress(done: int) -> None:
+            elapsed = max(time.monotonic() - started, 1e-9)
+            self.stderr.write(f"issued {done}/{count} ({done / elapsed:.0f}/s)")
+
+        manifest = services.issue_fleet_certificates(
+            pki=pki,
+            families=spread_shares(shares, count),
+            out_dir=options["out"],
+            vin_prefix=prefix,
+            days=options["days"],
+            progress=progress,
+            **_actor(),
+        )
+        elapsed = time.monotonic() - started
+        self.stdout.write(f"issued {count} vehicle certificates in {elapsed:.1f} s: {manifest}")
 
     def _sign_csr(self, pki: FleetPki, options: dict[str, Any]) -> None:
         issued = services.sign_vehicle_csr(pki=pki, csr_pem=options["csr"].read(), **_actor())
