@@ -331,6 +331,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "status"; each choice set gets its own component name.
+    "ENUM_NAME_OVERRIDES": {"FirmwareStatusEnum": "firmware.choices.FirmwareStatus"},
 }
 
 LOGGING = {

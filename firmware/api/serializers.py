@@ -59,6 +59,21 @@ class FirmwareSerializer(serializers.ModelSerializer):
         return sorted(c.hardware_version for c in obj.compatibilities.all())
 
 
+class FirmwareDependencySerializer(serializers.Serializer):
+    ecu_type = serializers.CharField(source="required_ecu_type.code")
+    min_version = serializers.CharField()
+
+
+class FirmwareDetailSerializer(FirmwareSerializer):
+    """One release with what a list leaves out: notes, uploader and dependencies."""
+
+    uploaded_by = serializers.CharField(source="uploaded_by.username", default=None)
+    dependencies = FirmwareDependencySerializer(many=True)
+
+    class Meta(FirmwareSerializer.Meta):
+        fields = [*FirmwareSerializer.Meta.fields, "release_notes", "uploaded_by", "dependencies"]
+
+
 def upload_response(firmware: Firmware, same_bytes_as: tuple[Firmware, ...]) -> dict[str, Any]:
     """Body of a successful upload: the release, plus releases with identical bytes."""
     data = dict(FirmwareSerializer(firmware).data)

@@ -6,8 +6,9 @@ from typing import IO, Any
 
 from django.http import HttpResponseBase
 from django.utils.http import http_date
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,11 +16,17 @@ from rest_framework.views import APIView
 
 from core.api import DomainError, NotFoundError
 from core.auth import VehicleTLSAuthentication
-from core.permissions import IsFleetEngineer, IsVehicle, vehicle_identity
+from core.permissions import IsFleetEngineer, IsVehicle, IsViewer, vehicle_identity
 from firmware import services
-from firmware.api.serializers import FirmwareUploadSerializer, upload_response
+from firmware.api.serializers import (
+    FirmwareDetailSerializer,
+    FirmwareSerializer,
+    FirmwareUploadSerializer,
+    upload_response,
+)
 from firmware.api.uploads import LimitedUploadHandler
-from firmware.models import ZonePackage
+from firmware.choices import FirmwareStatus
+from firmware.models import Firmware, ZonePackage
 from firmware.ranges import RangeNotSatisfiable, file_response, if_range_allows, parse_range
 
 # Django's ASGI handler sends a streamed body in messages of this size and slices (copies)
@@ -185,3 +192,125 @@ class PackageDownloadView(APIView):
         response["Content-Disposition"] = f'attachment; filename="{package.pk}.otap"'
         response["Cache-Control"] = "private, no-transform"
         return response
+
+
+FIRMWARE_FILTERS = [
+    OpenApiParameter("ecu_type", str, required=False, description="ECU type code, e.g. ECM"),
+    OpenApiParameter(
+        "hardware_version", str, required=False, description="releases that run on it"
+    ),
+    OpenApiParameter("version", str, required=False, description="exact version"),
+    OpenApiParameter("status", str, required=False, enum=FirmwareStatus.values),
+]
+
+
+def _ranged_file(
+    request: Request, fh: IO[bytes], *, size: int, etag: str, last_modified: str, head: bool
+) -> HttpResponseBase:
+    """The file, or the one range the request asks for (206), streamed; 416 past the end."""
+    honour = if_range_allows(
+        request.headers.get("If-Range"), etag=etag, last_modified=last_modified
+    )
+    try:
+        byte_range = parse_range(request.headers.get("Range"), size) if honour else None
+    except RangeNotSatisfiable:
+        fh.close()
+        response = Response(
+            {
+                "error": {
+                    "code": "range_not_satisfiable",
+                    "message": "range is past the end",
+                    "fields": {"Range": [f"file is {size} bytes"]},
+                }
+            },
+            status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+        )
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    response = file_response(fh, size=size, byte_range=byte_range, head=head)
+    if hasattr(request._request, "scope") and not head:
+        # Served by the ASGI listener: an async iterator, or Django would drain the whole
+        # image into memory first.
+        first, length = (byte_range.first, byte_range.length) if byte_range else (0, size)
+        response.streaming_content = read_ahead(fh, first, length)
+    response["ETag"] = etag
+    response["Last-Modified"] = last_modified
+    response["Cache-Control"] = "private, no-transform"
+    return response
+
+
+class FirmwareViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Firmware releases: viewers list and read them; fleet engineers download and deprecate."""
+
+    lookup_value_regex = r"[0-9]+"
+
+    def get_queryset(self) -> Any:
+        releases = Firmware.objects.select_related("ecu_type").prefetch_related("compatibilities")
+        if self.action == "retrieve":
+            releases = releases.select_related("uploaded_by").prefetch_related(
+                "dependencies__required_ecu_type"
+            )
+        if self.action == "list":
+            releases = _filtered(releases, self.request.query_params)
+        return releases.order_by("ecu_type__code", "-version_key", "pk")
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("list", "retrieve"):
+            return [IsViewer()]
+        return [IsFleetEngineer()]
+
+    def get_serializer_class(self) -> Any:
+        return FirmwareSerializer if self.action == "list" else FirmwareDetailSerializer
+
+    @extend_schema(parameters=FIRMWARE_FILTERS)
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses=FirmwareDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def deprecate(self, request: Request, pk: str | None = None) -> Response:
+        """Withdraw the release from new offers and new campaigns (idempotent)."""
+        firmware = services.deprecate_firmware(self.get_object(), actor=request.user)
+        return Response(FirmwareDetailSerializer(self.get_queryset().get(pk=firmware.pk)).data)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(description="the firmware image bytes"),
+            206: OpenApiResponse(description="the requested byte range of the image"),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def image(self, request: Request, pk: str | None = None) -> HttpResponseBase:
+        """The stored image, streamed; resumable with Range and If-Range."""
+        firmware = self.get_object()
+        try:
+            fh = firmware.file.storage.open(firmware.file.name, "rb")
+        except OSError:
+            raise DomainError("firmware file is missing from storage", code="unavailable") from None
+        response = _ranged_file(
+            request,
+            fh,
+            size=firmware.size,
+            etag=f'"{firmware.sha256}"',
+            last_modified=http_date(firmware.created_at.timestamp()),
+            head=request.method == "HEAD",
+        )
+        filename = f"{firmware.ecu_type.code}-{firmware.version}.bin"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+def _filtered(releases: Any, params: Any) -> Any:
+    if params.get("ecu_type"):
+        releases = releases.filter(ecu_type__code=params["ecu_type"])
+    if params.get("hardware_version"):
+        releases = releases.filter(compatibilities__hardware_version=params["hardware_version"])
+    if params.get("version"):
+        releases = releases.filter(version=params["version"])
+    state = params.get("status")
+    if state:
+        if state not in FirmwareStatus.values:
+            raise DomainError(f"one of {', '.join(FirmwareStatus.values)}", field="status")
+        releases = releases.filter(status=state)
+    return releases
