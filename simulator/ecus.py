@@ -195,15 +195,19 @@ def answers(ecu_id: str, rule: str) -> bool:
 SUPPLIERS = ("Bosch", "Continental", "Denso", "Aptiv", "ZF", "Valeo")
 
 
-def load_build_sheet(path: Path, vin: str) -> dict[str, SimulatedEcu]:
-    """The vehicle's ECUs as built: the fleet ECU registry file, read without Django.
+def read_build_sheet(path: Path) -> list[dict]:
+    """The fleet ECU registry file's ECU entries, read without Django."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))["ecus"]
+
+
+def build_ecus(entries: list[dict], vin: str) -> dict[str, SimulatedEcu]:
+    """One vehicle's ECUs as built from registry entries (see `read_build_sheet`).
 
     Each ECU starts on the registry's default software version, which is also what the server
     assumes for a newly registered vehicle.
     """
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
     ecus = {}
-    for index, entry in enumerate(document["ecus"]):
+    for index, entry in enumerate(entries):
         ecus[entry["ecu_id"]] = SimulatedEcu(
             ecu_id=entry["ecu_id"],
             vin=vin,
@@ -214,3 +218,8 @@ def load_build_sheet(path: Path, vin: str) -> dict[str, SimulatedEcu]:
             supplier=SUPPLIERS[index % len(SUPPLIERS)],
         )
     return ecus
+
+
+def load_build_sheet(path: Path, vin: str) -> dict[str, SimulatedEcu]:
+    """The vehicle's ECUs as built: the fleet ECU registry file, read without Django."""
+    return build_ecus(read_build_sheet(path), vin)

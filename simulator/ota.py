@@ -109,6 +109,10 @@ class OtaAgent:
         self.finished_offers: set[tuple[int, int]] = set()
         self._load_state()
 
+    @property
+    def ecu_zones(self) -> dict[str, str]:
+        return {ecu.ecu_id: ecu.zone for ecu in self.ecus.values()}
+
     # persistent state: what runs, and the anti-rollback floor per zone ----------------------
 
     @property
@@ -406,21 +410,7 @@ class OtaAgent:
                     trust=self.trust,
                     installed_package_version=self.min_package_version.get(zone),
                 )
-            if package.zonal_gateway_id != zone:
-                raise ValueError(f"package for {package.zonal_gateway_id}, expected {zone}")
-            # The signature says the server meant it; only the vehicle knows its own wiring.
-            if package.zonal_gateway_id not in {ecu.zone for ecu in self.ecus.values()}:
-                raise ValueError(f"this vehicle has no zonal gateway {package.zonal_gateway_id}")
-            for entry in package.entries:
-                if targets.get(entry.ecu_id) != entry.target_version:
-                    raise ValueError(f"{entry.ecu_id} {entry.target_version} is not in the plan")
-                if entry.ecu_id not in self.ecus:
-                    raise ValueError(f"this vehicle has no {entry.ecu_id}")
-                if self.ecus[entry.ecu_id].zone != package.zonal_gateway_id:
-                    raise ValueError(
-                        f"{entry.ecu_id} is behind {self.ecus[entry.ecu_id].zone}, "
-                        f"not {package.zonal_gateway_id}"
-                    )
+            check_package_fits(package, zone=zone, targets=targets, ecu_zones=self.ecu_zones)
             verified[zone] = package
         return verified
 
@@ -497,6 +487,29 @@ class OtaAgent:
         self.send_vci("post_update")
         self._finished(update_id, ready.get("attempt"))
         return UpdateOutcome(update_id, "succeeded", "", running)
+
+
+def check_package_fits(
+    package: Any, *, zone: str, targets: dict[str, str], ecu_zones: dict[str, str]
+) -> None:
+    """A verified package is the plan's and fits this vehicle's wiring; ValueError if not.
+
+    The signature says the server meant it; only the vehicle knows its own wiring.
+    """
+    if package.zonal_gateway_id != zone:
+        raise ValueError(f"package for {package.zonal_gateway_id}, expected {zone}")
+    if package.zonal_gateway_id not in set(ecu_zones.values()):
+        raise ValueError(f"this vehicle has no zonal gateway {package.zonal_gateway_id}")
+    for entry in package.entries:
+        if targets.get(entry.ecu_id) != entry.target_version:
+            raise ValueError(f"{entry.ecu_id} {entry.target_version} is not in the plan")
+        if entry.ecu_id not in ecu_zones:
+            raise ValueError(f"this vehicle has no {entry.ecu_id}")
+        if ecu_zones[entry.ecu_id] != package.zonal_gateway_id:
+            raise ValueError(
+                f"{entry.ecu_id} is behind {ecu_zones[entry.ecu_id]}, "
+                f"not {package.zonal_gateway_id}"
+            )
 
 
 def _flip_a_byte(path: Path) -> None:

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,20 +131,7 @@ class SimulatedVehicle:
 
     def send_telemetry(self, **values: Any) -> mqtt.MQTTMessageInfo:
         self.seq += 1
-        document = {
-            "vin": self.config.vin,
-            "seq": self.seq,
-            "timestamp": int(time.time()),
-            "vehicle_state": "PARKED_IGNITION_ON",
-            "values": values
-            or {
-                "battery_percent": random.randint(55, 95),
-                "speed_kph": 0.0,
-                "coolant_temp_c": random.randint(20, 90),
-                "odometer_km": 12_000 + self.seq,
-            },
-        }
-        return self.publish("telemetry", document)
+        return self.publish("telemetry", telemetry_document(self.config.vin, self.seq, values))
 
     def send_ota_status(self, **report: Any) -> mqtt.MQTTMessageInfo:
         self.ota_sequence += 1
@@ -210,16 +198,7 @@ class SimulatedVehicle:
         self._respond(command, "accepted")
         params = command.get("params") or {}
         if name == "collect_readiness":
-            readiness = {
-                "battery_percent": 80,
-                "free_space_mb": 4096,
-                "temperature_celsius": 30,
-                "engine_off": True,
-                "parking_brake": True,
-                "network_stable": True,
-                "ready_for_ota": True,
-            }
-            self._respond(command, "completed", result=readiness)
+            self._respond(command, "completed", result=READINESS)
         elif name == "collect_vci":
             ecus = [{"ecu_id": e.ecu_id, "sw_version": e.sw_version} for e in self.ecus.values()]
             result: dict[str, Any] = {"ecus": ecus}
@@ -262,17 +241,53 @@ class SimulatedVehicle:
             self._respond(command, "rejected", detail=f"cannot {name} with params {sorted(params)}")
 
     def _diagnostics(self, request: dict[str, Any]) -> None:
-        payload = bytes.fromhex(request["request_hex"])
-        results = []
-        for target in request["targets"]:
-            ecu_id = target["ecu_id"]
-            if not answers(ecu_id, self.config.answer_rule):
-                continue  # silent ECU: the server times it out
-            response = self.ecu(ecu_id).handle(payload)
-            if response is not None:
-                results.append({"ecu_id": ecu_id, "response_hex": response.hex()})
+        results = diagnostic_results(request, self.ecu, self.config.answer_rule)
         if results:
             self.publish(
                 "diagnostics/response",
                 {"request_id": request["request_id"], "vin": self.config.vin, "results": results},
             )
+
+
+READINESS = {
+    "battery_percent": 80,
+    "free_space_mb": 4096,
+    "temperature_celsius": 30,
+    "engine_off": True,
+    "parking_brake": True,
+    "network_stable": True,
+    "ready_for_ota": True,
+}
+
+
+def telemetry_document(vin: str, seq: int, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One telemetry message (docs/PROTOCOL.md, schema telemetry)."""
+    return {
+        "vin": vin,
+        "seq": seq,
+        "timestamp": int(time.time()),
+        "vehicle_state": "PARKED_IGNITION_ON",
+        "values": values
+        or {
+            "battery_percent": random.randint(55, 95),
+            "speed_kph": 0.0,
+            "coolant_temp_c": random.randint(20, 90),
+            "odometer_km": 12_000 + seq,
+        },
+    }
+
+
+def diagnostic_results(
+    request: dict[str, Any], ecu: Callable[[str], SimulatedEcu], answer_rule: str
+) -> list[dict[str, str]]:
+    """The ECUs' answers to a diagnostics request; silent ECUs are left for the server to time out."""
+    payload = bytes.fromhex(request["request_hex"])
+    results = []
+    for target in request["targets"]:
+        ecu_id = target["ecu_id"]
+        if not answers(ecu_id, answer_rule):
+            continue
+        response = ecu(ecu_id).handle(payload)
+        if response is not None:
+            results.append({"ecu_id": ecu_id, "response_hex": response.hex()})
+    return results
