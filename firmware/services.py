@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from core import metrics
 from core.api import ConflictError, DomainError
 from core.audit import record_event
 from ecus.models import EcuType
@@ -543,6 +544,7 @@ def record_package_served(*, vehicle_id: int, package_id: str, first: int, count
     from ota.services import record_download_progress
 
     record_download_progress(vehicle_id=vehicle_id, package_id=package_id, first=first, count=count)
+    metrics.PACKAGE_BYTES_SERVED.inc(count)
 
 
 @dataclass

@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "django_prometheus",
     "core",
     "vehicles",
     "ecus",
@@ -111,6 +112,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and (almost) last: request counts and latencies by view for /metrics.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.input_guards.RefuseNulCharacters",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -121,6 +124,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "core.db_outage.DatabaseOutageMiddleware",
+    "core.metrics.UpdateCheckTimer",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last: turns a login refused for lock-out into its 429 answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -271,6 +276,12 @@ RUNOTA_BACKGROUND_SERVICES = env.list(
 # runota restarts a failed background service with backoff; past this many failures in a row
 # it stops with a non-zero exit status instead of serving without it.
 RUNOTA_SERVICE_MAX_RESTARTS = env.int("RUNOTA_SERVICE_MAX_RESTARTS", default=5)
+# Metrics (see docs/DEPLOYMENT.md): /metrics on the console listener for operators, and, when
+# set, on 127.0.0.1:OTA_METRICS_PORT without authentication for a local Prometheus agent.
+OTA_METRICS_PORT = env.int("OTA_METRICS_PORT", default=0)
+# prometheus_client reads it itself: a directory shared by this host's server processes, emptied
+# before they start, so that each process's /metrics sums them all.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 OTA_CAMPAIGN_TICK_SECONDS = env.int("OTA_CAMPAIGN_TICK_SECONDS", default=5)
 
 OTA_VEHICLE_TIMEOUT_SECONDS = env.int("OTA_VEHICLE_TIMEOUT_SECONDS", default=6 * 3600)

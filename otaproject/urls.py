@@ -22,6 +22,7 @@ from diagnostics.api import urls as diagnostics_api_urls
 from ecus.api import urls as ecus_api_urls
 from firmware.api import urls as firmware_api_urls
 from ota.api import urls as ota_api_urls
+from otaproject.metrics import metrics_view
 from pqc.api import urls as pqc_api_urls
 from vehicles.api import urls as vehicles_api_urls
 
@@ -85,6 +86,7 @@ _console_pages = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its start-up script as a file, so the CSP needs no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("metrics", metrics_view, name="metrics"),
     path("", include("core.urls")),
     path("", include("console.urls")),
 ]

@@ -28,6 +28,7 @@ from twisted.protocols.tls import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from core import metrics
 from pqc.catalogue import ServerPolicy
 from pqc.http_edge import EdgeCounters, EdgeHTTPFactory, EdgeLimits
 from pqc.mqtt_front import MqttFrontFactory
@@ -229,6 +230,11 @@ class _ListenerTLSProtocol(BufferingTLSTransport):
         if self._handshakeDone and self.factory.mutual_tls:
             self.factory.handshake_finished(self)
 
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        if not self._handshakeDone:
+            metrics.TLS_HANDSHAKE_FAILURES.labels(self.factory.listener_name).inc()
+        super().connectionLost(reason)
+
 
 class ListenerFactory(TLSMemoryBIOFactory):
     """TLS wrapper that remembers which listener a connection came in on.
@@ -307,6 +313,10 @@ class ListenerFactory(TLSMemoryBIOFactory):
             logger.exception("TLS handshake bookkeeping failed")
             return
         protocol.ota_record = record
+        if record is not None:
+            metrics.TLS_HANDSHAKES.labels(
+                self.listener_name, record.group, record.server_family
+            ).inc()
         if record is not None and self.open_connections is not None:
             self.open_connections.track(protocol, record.peer.get_serial_number())
         if record is None or self._hook is None:

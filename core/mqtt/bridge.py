@@ -28,7 +28,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from paho.mqtt.packettypes import PacketTypes
 
-from core import health
+from core import health, metrics
 from core.mqtt import topics
 from core.mqtt.connection import BrokerAddress, broker_address, claim_bridge_client_id, new_client
 
@@ -170,6 +170,7 @@ class MqttBridge:
             logger.info("mqtt bridge disconnected")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        metrics.MQTT_IN.inc()
         with self._lock:
             self._buffer.append((message.topic, bytes(message.payload), message.mid, message.qos))
             self.stats.received += 1

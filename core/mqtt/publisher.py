@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from django.db import transaction
 
+from core import metrics
 from core.mqtt import schemas, topics
 from core.mqtt.connection import broker_address, client_id, new_client
 
@@ -31,6 +32,7 @@ class PahoPublisher:
 
     def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)
+        metrics.MQTT_OUT.inc()
 
     def close(self) -> None:
         self.client.disconnect()
