@@ -37,7 +37,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from simulator.vehicle import SimulatedVehicle
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -869,13 +872,66 @@ def _inspect(args: argparse.Namespace) -> None:
     )
 
 
+class AckLedger:
+    """Which of a vehicle's messages the server acknowledged: a PUBACK for MQTT, 2xx for HTTPS.
+
+    paho calls `on_publish` from its network thread while holding its own outgoing-message lock,
+    and `publish` takes that lock too: the ledger's lock is therefore never held across a call
+    into paho, or a publisher and a PUBACK wait for each other forever.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._published: dict[int, tuple[str, Any]] = {}
+        self._acknowledged: set[int] = set()
+        self._http_reports: list[str] = []
+
+    def on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        if not getattr(reason, "is_failure", False):
+            with self._lock:
+                self._acknowledged.add(mid)
+
+    def watch(self, vehicle: SimulatedVehicle) -> None:
+        """Record what `vehicle` publishes and which of it the broker acknowledges."""
+        vehicle.client.on_publish = self.on_publish
+        publish = vehicle.publish
+
+        def published_and_recorded(
+            kind: str, document: dict[str, Any], *, retain: bool = False
+        ) -> Any:
+            info = publish(kind, document, retain=retain)
+            self.published(info.mid, kind, document)
+            return info
+
+        vehicle.publish = published_and_recorded  # type: ignore[method-assign]
+
+    def published(self, mid: int, kind: str, document: dict[str, Any]) -> None:
+        # The PUBACK may come before this call: `record` pairs the two whatever their order.
+        with self._lock:
+            if kind == "telemetry":
+                self._published[mid] = ("telemetry", document["seq"])
+            elif kind == "ota/status":
+                self._published[mid] = ("reports", document["report_id"])
+
+    def answered(self, report_id: str) -> None:
+        with self._lock:
+            self._http_reports.append(report_id)
+
+    def record(self) -> dict[str, list[Any]]:
+        with self._lock:
+            record: dict[str, list[Any]] = {"telemetry": [], "reports": list(self._http_reports)}
+            for mid, (kind, key) in self._published.items():
+                if mid in self._acknowledged:
+                    record[kind].append(key)
+        return record
+
+
 def _vehicle(args: argparse.Namespace) -> None:
     """`python -m simulator` with a record of which of its messages the server acknowledged.
 
     MQTT: a telemetry message or OTA status report counts once its PUBACK arrived; HTTPS: a
     status report counts once it was answered 2xx. The record is written when the vehicle stops.
     """
-    import paho.mqtt.client as mqtt
 
     import simulator.__main__ as simulator_main
     from simulator.https import VehicleHttps
@@ -883,40 +939,19 @@ def _vehicle(args: argparse.Namespace) -> None:
     from simulator.vehicle import SimulatedVehicle
 
     args_install_seconds = args.install_seconds
-    lock = threading.Lock()
-    published: dict[int, tuple[str, Any]] = {}
-    acknowledged: set[int] = set()
-    http_reports: list[str] = []
-
-    def on_publish(client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        if not getattr(reason, "is_failure", False):
-            with lock:
-                acknowledged.add(mid)
-
+    ledger = AckLedger()
     original_init = SimulatedVehicle.__post_init__
-    original_publish = SimulatedVehicle.publish
     original_send = VehicleHttps.send
     original_install = OtaAgent._install
 
     def init(self: SimulatedVehicle) -> None:
         original_init(self)
-        self.client.on_publish = on_publish
-
-    def publish(self: SimulatedVehicle, kind: str, document: dict[str, Any], *,
-                retain: bool = False) -> mqtt.MQTTMessageInfo:  # fmt: skip
-        with lock:
-            info = original_publish(self, kind, document, retain=retain)
-            if kind == "telemetry":
-                published[info.mid] = ("telemetry", document["seq"])
-            elif kind == "ota/status":
-                published[info.mid] = ("reports", document["report_id"])
-        return info
+        ledger.watch(self)
 
     def send(self: VehicleHttps, method: str, path: str, *, json: Any = None) -> Any:
         response = original_send(self, method, path, json=json)
         if path == "/api/v1/ota/status" and 200 <= response.status < 300:
-            with lock:
-                http_reports.append(json["report_id"])
+            ledger.answered(json["report_id"])
         return response
 
     def install(self: OtaAgent, *args: Any, **kwargs: Any) -> Any:
@@ -925,13 +960,8 @@ def _vehicle(args: argparse.Namespace) -> None:
         return original_install(self, *args, **kwargs)
 
     def write_record() -> None:
-        with lock:
-            record: dict[str, list[Any]] = {"telemetry": [], "reports": list(http_reports)}
-            for mid, (kind, key) in published.items():
-                if mid in acknowledged:
-                    record[kind].append(key)
         draft = Path(f"{args.acks}.tmp")
-        draft.write_text(json.dumps(record))
+        draft.write_text(json.dumps(ledger.record()))
         draft.replace(args.acks)
 
     def keep_writing() -> None:
@@ -941,7 +971,6 @@ def _vehicle(args: argparse.Namespace) -> None:
             write_record()
 
     SimulatedVehicle.__post_init__ = init  # type: ignore[method-assign]
-    SimulatedVehicle.publish = publish  # type: ignore[method-assign]
     VehicleHttps.send = send  # type: ignore[method-assign]
     OtaAgent._install = install  # type: ignore[method-assign]
     # The drill asks a vehicle that does not stop for its threads' stacks.

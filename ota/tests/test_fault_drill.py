@@ -32,15 +32,6 @@ def _redis_answers() -> bool:
         return False
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "assert report.violations == [] fails in some runs: a reference vehicle that installed "
-        "its update hangs (no MQTT reconnect after its server is killed, no answer to SIGTERM), "
-        "never proves the new software, and its update times out to failed while it runs the "
-        "targets; seen in 1 of the last 4 runs of 40 vehicles"
-    ),
-)
 def test_a_campaign_through_crashes_and_outages_ends_in_the_vehicles_truth():
     missing = [
         name
