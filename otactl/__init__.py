@@ -1,0 +1,1 @@
+"""otactl: the operator's command-line client of the OTA server, over PQC-TLS."""
