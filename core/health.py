@@ -1,13 +1,30 @@
-"""Background services of this process: supervised with restarts, and their health for probes."""
+"""Background services of this process: supervised with restarts, and their health for probes.
+
+Also the readiness checks of what the process depends on (database, channel layer, broker,
+storage, certificates), each answering a small JSON-able dict with "ok".
+"""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import logging
+import shutil
+import socket
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from cryptography import x509
+from django.conf import settings
+from django.db import DatabaseError, connection
 
 logger = logging.getLogger(__name__)
 
@@ -115,3 +132,139 @@ def supervise(
             continue
         set_state(name, STOPPED if stop.is_set() else FINISHED, restarts=failures)
         return
+
+
+# ---------------------------------------------------------------------------------------------
+# Readiness checks
+
+# A probe must answer well within an orchestrator's timeout (Kubernetes: 1 s by default, ours 5).
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+def check_database() -> dict[str, Any]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": True, "vendor": connection.vendor}
+
+
+def check_channel_layer() -> dict[str, Any]:
+    """A message sent to a fresh channel comes back: the layer (Redis when REDIS_URL) works."""
+    layer = get_channel_layer()
+    if layer is None:
+        return {"ok": False, "error": "no channel layer configured"}
+
+    async def round_trip() -> bool:
+        channel = await layer.new_channel("ready.")
+        marker = uuid.uuid4().hex
+        await layer.send(channel, {"type": "ready.check", "marker": marker})
+        received = await layer.receive(channel)
+        return received.get("marker") == marker
+
+    async def bounded() -> bool:
+        return await asyncio.wait_for(round_trip(), CHECK_TIMEOUT_SECONDS)
+
+    backend = type(layer).__name__
+    try:
+        ok = async_to_sync(bounded)()
+    except Exception as exc:
+        return {"ok": False, "backend": backend, "error": type(exc).__name__}
+    return {"ok": ok, "backend": backend}
+
+
+def check_broker() -> dict[str, Any]:
+    """The MQTT broker accepts a TCP connection (the bridge service reports its session)."""
+    from core.mqtt.connection import broker_address
+
+    address = broker_address("bridge")
+    where = {"host": address.host, "port": address.port, "embedded": address.embedded}
+    try:
+        with socket.create_connection((address.host, address.port), timeout=CHECK_TIMEOUT_SECONDS):
+            pass
+    except OSError as exc:
+        return {"ok": False, **where, "error": type(exc).__name__}
+    return {"ok": True, **where}
+
+
+def check_storage() -> dict[str, Any]:
+    """Package and media directories are writable and keep OTA_READY_MIN_FREE_BYTES free."""
+    minimum = settings.OTA_READY_MIN_FREE_BYTES
+    result: dict[str, Any] = {"ok": True, "min_free_bytes": minimum, "directories": {}}
+    for name in ("PACKAGE_DIR", "MEDIA_ROOT"):
+        directory = Path(getattr(settings, name))
+        entry: dict[str, Any] = {"ok": True}
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=directory) as probe:
+                probe.write(b"ready")
+            entry["free_bytes"] = shutil.disk_usage(directory).free
+        except OSError as exc:
+            entry = {"ok": False, "error": f"not writable ({type(exc).__name__})"}
+        else:
+            if entry["free_bytes"] < minimum:
+                entry.update(ok=False, error="too little free space")
+        result["directories"][name] = entry
+        result["ok"] = result["ok"] and entry["ok"]
+    return result
+
+
+def _certificate_files() -> list[tuple[str, Path]]:
+    root = Path(settings.PKI_DIR)
+    found = [(f"ca/{p.parent.name}", p) for p in sorted(root.glob("ca/*/ca.crt"))]
+    found += [(f"server/{p.parent.name}", p) for p in sorted(root.glob("server/*/server.crt"))]
+    return found
+
+
+def check_certificates() -> dict[str, Any]:
+    """Days left on every CA and server certificate under PKI_DIR.
+
+    Only an expired (or not yet valid) certificate, or none at all, makes the process unready:
+    failing every replica a fortnight before expiry would take the whole service down. The
+    warning threshold (OTA_CERT_WARN_DAYS) shows as "expiring" for alerts to act on.
+    """
+    now = datetime.datetime.now(datetime.UTC)
+    warn_days = settings.OTA_CERT_WARN_DAYS
+    result: dict[str, Any] = {"ok": True, "certificates": {}}
+    files = _certificate_files()
+    if not files:
+        return {"ok": False, "error": "no certificates: run `manage.py pqc_pki init`"}
+    for name, path in files:
+        try:
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            result["certificates"][name] = {"ok": False, "error": type(exc).__name__}
+            result["ok"] = False
+            continue
+        days_left = (cert.not_valid_after_utc - now).total_seconds() / 86400
+        valid = cert.not_valid_before_utc <= now < cert.not_valid_after_utc
+        result["certificates"][name] = {
+            "ok": valid,
+            "days_left": round(days_left, 1),
+            "expiring": valid and days_left < warn_days,
+        }
+        result["ok"] = result["ok"] and valid
+    return result
+
+
+READINESS_CHECKS: dict[str, Callable[[], dict[str, Any]]] = {
+    "database": check_database,
+    "channel_layer": check_channel_layer,
+    "broker": check_broker,
+    "storage": check_storage,
+    "certificates": check_certificates,
+}
+
+
+def readiness() -> tuple[bool, dict[str, Any]]:
+    """Run the checks named in OTA_READINESS_CHECKS; ready when all pass and services are up."""
+    checks = {}
+    for name in settings.OTA_READINESS_CHECKS:
+        try:
+            checks[name] = READINESS_CHECKS[name]()
+        except Exception as exc:
+            logger.exception("readiness check %s failed", name)
+            checks[name] = {"ok": False, "error": type(exc).__name__}
+    ready = healthy() and all(check["ok"] for check in checks.values())
+    return ready, checks

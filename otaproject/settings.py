@@ -282,6 +282,21 @@ OTA_METRICS_PORT = env.int("OTA_METRICS_PORT", default=0)
 # prometheus_client reads it itself: a directory shared by this host's server processes, emptied
 # before they start, so that each process's /metrics sums them all.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# What /readyz checks besides the background services (see core/health.py); a process without
+# MQTT work may leave out "broker".
+OTA_READINESS_CHECKS = env.list(
+    "OTA_READINESS_CHECKS",
+    default=["database", "channel_layer", "broker", "storage", "certificates"],
+)
+_unknown_checks = set(OTA_READINESS_CHECKS) - {
+    "database", "channel_layer", "broker", "storage", "certificates"
+}  # fmt: skip
+if _unknown_checks:
+    raise ImproperlyConfigured(f"OTA_READINESS_CHECKS: unknown checks {sorted(_unknown_checks)}")
+# Package and media storage is unready below this much free space.
+OTA_READY_MIN_FREE_BYTES = env.int("OTA_READY_MIN_FREE_BYTES", default=256 * 1024**2)
+# Readiness marks CA and server certificates this close to expiry as "expiring".
+OTA_CERT_WARN_DAYS = env.int("OTA_CERT_WARN_DAYS", default=30)
 OTA_CAMPAIGN_TICK_SECONDS = env.int("OTA_CAMPAIGN_TICK_SECONDS", default=5)
 
 OTA_VEHICLE_TIMEOUT_SECONDS = env.int("OTA_VEHICLE_TIMEOUT_SECONDS", default=6 * 3600)

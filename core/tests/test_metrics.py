@@ -18,16 +18,16 @@ from core.tokens import create_token
 from diagnostics.models import InboundDrop
 from ota.choices import UpdateState
 from ota.models import OtaUpdate
-from ota.tests.conftest import (  # noqa: F401 (fixtures, "published" autouse)
-    ecm_release,
-    fake_packages,
-    offered_update,
-    published,
-    serve_packages,
-)
+from ota.tests import conftest as ota_fixtures
 from vehicles.models import Vehicle
 
 pytestmark = pytest.mark.django_db
+
+# The OTA tests' fixtures: a running campaign's offered update, with MQTT publishes recorded.
+ecm_release = ota_fixtures.ecm_release
+fake_packages = ota_fixtures.fake_packages
+offered_update = ota_fixtures.offered_update
+published = ota_fixtures.published
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -88,12 +88,12 @@ def test_drops_by_reason_come_from_the_bridge_counts(operator_client, fleet_oper
 def test_campaign_progress_failure_ratio_and_bytes_served(
     operator_client,
     offered_update,
-    vehicle_client,  # noqa: F811
+    vehicle_client,
 ) -> None:
     campaign_id = str(offered_update.campaign_id)
     assert vehicle_client.post("/api/v1/ota/check", {}, format="json").status_code == 200
     before = REGISTRY.get_sample_value("ota_package_bytes_served_total") or 0.0
-    serve_packages(offered_update)
+    ota_fixtures.serve_packages(offered_update)
     served = sum(p["size"] for p in offered_update.plan["packages"])
     assert served > 0
     OtaUpdate.objects.filter(pk=offered_update.pk).update(state=UpdateState.FAILED)
@@ -104,7 +104,7 @@ def test_campaign_progress_failure_ratio_and_bytes_served(
     assert found[("ota_package_bytes_served_total", ())] - before == served
 
 
-def test_an_overdue_update_shows_as_worker_lag(operator_client, offered_update) -> None:  # noqa: F811
+def test_an_overdue_update_shows_as_worker_lag(operator_client, offered_update) -> None:
     from datetime import timedelta
 
     from django.utils import timezone
