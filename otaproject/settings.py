@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "vehicles",
     "ecus",
     "firmware",
+    "uptane",
     "ota",
     "diagnostics",
     "pqc",
