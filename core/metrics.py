@@ -150,5 +150,7 @@ def serve_on_loopback(port: int) -> Any:
     """
     from prometheus_client.exposition import start_http_server
 
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=scrape_registry(own_thread=True))
+    server, _thread = start_http_server(
+        port, addr="127.0.0.1", registry=scrape_registry(own_thread=True)
+    )
     return server

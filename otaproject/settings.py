@@ -115,6 +115,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First and (almost) last: request counts and latencies by view for /metrics.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Request id, vehicle and campaign for every log line below it, and the access log.
+    "core.logs.RequestContext",
     "django.middleware.security.SecurityMiddleware",
     "core.input_guards.RefuseNulCharacters",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -362,13 +364,23 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"FirmwareStatusEnum": "firmware.choices.FirmwareStatus"},
 }
 
+# "json": one JSON object per line with request, vehicle and campaign ids (core/logs.py).
+OTA_LOG_FORMAT = env.str("OTA_LOG_FORMAT", default="plain")
+if OTA_LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"OTA_LOG_FORMAT must be plain or json, got {OTA_LOG_FORMAT!r}")
+# One line per HTTP request on both listeners (logger "ota.access").
+OTA_ACCESS_LOG = env_bool("OTA_ACCESS_LOG", default=True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "core.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": OTA_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        "ota.access": {"level": "INFO" if OTA_ACCESS_LOG else "WARNING"},
         "django.db.backends": {"level": "INFO"},
         # The embedded broker logs every state-machine step at INFO; keep its warnings only.
         "amqtt": {"level": "WARNING"},

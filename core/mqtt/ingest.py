@@ -24,6 +24,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from core.api import DomainError
 from core.db import is_database_unavailable
 from core.jsonlimits import MAX_JSON_DEPTH, JSONDepthError, loads
+from core.logs import log_context
 from core.mqtt import schemas, topics
 
 logger = logging.getLogger(__name__)
@@ -255,6 +256,12 @@ def _dispatch(inbound: Inbound) -> str:
 
     Raises _Unreachable, with the database error as its cause, when the database is down.
     """
+    # Every log line of this message, the services' included, names the vehicle.
+    with log_context(vehicle_vin=inbound.vin, update_id=inbound.document.get("update_id")):
+        return _dispatch_in_context(inbound)
+
+
+def _dispatch_in_context(inbound: Inbound) -> str:
     topic = inbound.topic
     try:
         _with_retries(lambda: HANDLERS[inbound.kind](_vehicle(inbound.vin), inbound.document))
