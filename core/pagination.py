@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import datetime
+import json
 from typing import Any
 
+from django.db.models import Q, QuerySet
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.pagination import BasePagination, LimitOffsetPagination
 from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
 from core.jsonlimits import MAX_DB_INTEGER
 
@@ -51,3 +57,161 @@ def _whole_number(value: str, field: str, *, low: int, high: int) -> int:
     ):
         raise ValidationError({field: [f"a whole number in {low}..{high}"]})
     return int(value)
+
+
+class KeysetPagination(BasePagination):
+    """Cursor (keyset) pagination with the total, for lists that grow to a fleet's size.
+
+    A page is `WHERE (key, pk) > (last key, last pk) ORDER BY key, pk LIMIT n`: its cost does
+    not grow with the page number, as OFFSET's does. The view names what may be sorted on in
+    `ordering_fields` (each a non-null column) and its `default_ordering`; `?ordering=-field`
+    sorts descending. The primary key breaks ties, so no row is skipped or shown twice.
+    """
+
+    page_size = 50
+    max_page_size = 1000
+    page_size_query_param = "limit"
+    cursor_query_param = "cursor"
+    ordering_query_param = "ordering"
+    query_params = (page_size_query_param, cursor_query_param, ordering_query_param)
+
+    def paginate_queryset(
+        self, queryset: QuerySet, request: Request, view: Any = None
+    ) -> list[Any] | None:
+        self.request = request
+        limit = self._limit(request)
+        field, descending = self._ordering(request, view)
+        ordering = f"-{field}" if descending else field
+        cursor = self._cursor(request, ordering)
+        self.count = queryset.count()
+        # A backward page reads the rows before the cursor in reverse, then turns them round.
+        backward = bool(cursor and cursor["back"])
+        ascending = descending == backward
+        direction = "" if ascending else "-"
+        rows = queryset.order_by(f"{direction}{field}", f"{direction}pk")
+        if cursor:
+            rows = rows.filter(_after(field, cursor["key"], cursor["pk"], ascending=ascending))
+        page = list(rows[: limit + 1])
+        more = len(page) > limit
+        page = page[:limit]
+        if backward:
+            page.reverse()
+        self.next_cursor = self.previous_cursor = None
+        if page:
+            first, last = page[0], page[-1]
+            if more or backward:
+                self.next_cursor = _encode(ordering, _key(last, field), last.pk, back=False)
+            if (more and backward) or (cursor and not backward):
+                self.previous_cursor = _encode(ordering, _key(first, field), first.pk, back=True)
+        return page
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response(
+            {
+                "count": self.count,
+                "next": self._link(self.next_cursor),
+                "previous": self._link(self.previous_cursor),
+                "results": data,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        link = {"type": "string", "nullable": True, "format": "uri"}
+        return {
+            "type": "object",
+            "required": ["count", "results"],
+            "properties": {
+                "count": {"type": "integer", "description": "rows matching the filters"},
+                "next": link,
+                "previous": link,
+                "results": schema,
+            },
+        }
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        fields = list(getattr(view, "ordering_fields", ()))
+        sortable = [*fields, *(f"-{name}" for name in fields)]
+        return [
+            {
+                "name": self.page_size_query_param,
+                "in": "query",
+                "required": False,
+                "description": "rows per page",
+                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size},
+            },
+            {
+                "name": self.cursor_query_param,
+                "in": "query",
+                "required": False,
+                "description": "opaque position from a previous page's next or previous link",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": self.ordering_query_param,
+                "in": "query",
+                "required": False,
+                "description": "sort key; a leading '-' sorts descending",
+                "schema": {"type": "string", "enum": sortable},
+            },
+        ]
+
+    def _limit(self, request: Request) -> int:
+        value = request.query_params.get(self.page_size_query_param)
+        if value is None:
+            return self.page_size
+        return _whole_number(value, self.page_size_query_param, low=1, high=self.max_page_size)
+
+    def _ordering(self, request: Request, view: Any) -> tuple[str, bool]:
+        fields = view.ordering_fields
+        value = request.query_params.get(self.ordering_query_param) or view.default_ordering
+        name = value.removeprefix("-")
+        if name not in fields:
+            choices = ", ".join(fields)
+            raise ValidationError({self.ordering_query_param: [f"one of {choices}, or -name"]})
+        return name, value.startswith("-")
+
+    def _cursor(self, request: Request, ordering: str) -> dict[str, Any] | None:
+        value = request.query_params.get(self.cursor_query_param)
+        if not value:
+            return None
+        try:
+            cursor = json.loads(base64.urlsafe_b64decode(value.encode("ascii")))
+            valid = (
+                isinstance(cursor, dict)
+                and set(cursor) == {"o", "key", "pk", "back"}
+                and isinstance(cursor["pk"], int)
+                and isinstance(cursor["key"], str | int)
+                and isinstance(cursor["back"], bool)
+            )
+        except (ValueError, UnicodeError):
+            valid = False
+        if not valid:
+            raise ValidationError({self.cursor_query_param: ["not a cursor of this list"]})
+        if cursor["o"] != ordering:
+            raise ValidationError(
+                {self.cursor_query_param: ["made for another ordering: start again without it"]}
+            )
+        return cursor
+
+    def _link(self, cursor: str | None) -> str | None:
+        if cursor is None:
+            return None
+        url = self.request.build_absolute_uri()
+        return replace_query_param(url, self.cursor_query_param, cursor)
+
+
+def _key(row: Any, field: str) -> str | int:
+    value = getattr(row, field)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return value
+
+
+def _after(field: str, key: Any, pk: int, *, ascending: bool) -> Q:
+    beyond = "gt" if ascending else "lt"
+    return Q(**{f"{field}__{beyond}": key}) | Q(**{field: key, f"pk__{beyond}": pk})
+
+
+def _encode(ordering: str, key: str | int, pk: int, *, back: bool) -> str:
+    raw = json.dumps({"o": ordering, "key": key, "pk": pk, "back": back}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode("ascii")

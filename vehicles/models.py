@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from vehicles.choices import VehicleStatus
@@ -28,6 +29,8 @@ class Vehicle(models.Model):
     tls_seen_at = models.DateTimeField(null=True, blank=True)
     certificate_fingerprint = models.CharField(max_length=64, blank=True)
     certificate_serial = models.CharField(max_length=64, blank=True)
+    # Expiry of the certificate the vehicle is bound to, for the fleet list's expiry window.
+    certificate_not_after = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = VehicleQuerySet.as_manager()
@@ -37,6 +40,10 @@ class Vehicle(models.Model):
         indexes = [
             models.Index(fields=["model_name", "model_year"], name="vehicles_vehicle_model_year"),
             models.Index(fields=["status"], name="vehicles_vehicle_status"),
+            # The fleet list sorts by these (keyset pages: the key, then the primary key).
+            models.Index(fields=["model_name", "id"], name="vehicles_vehicle_model_id"),
+            models.Index(fields=["created_at", "id"], name="vehicles_vehicle_created_id"),
+            models.Index(fields=["certificate_not_after"], name="vehicles_vehicle_cert_expiry"),
         ]
 
     def __str__(self) -> str:
@@ -98,3 +105,27 @@ class VciSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"VCI of {self.vehicle_id} at {self.reported_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SavedFilter(models.Model):
+    """A named fleet-list query (a dynamic group): the vehicles it selects change with the fleet."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    # The query parameters of GET /api/v1/vehicles, as {"parameter": "value"}.
+    query = models.JSONField(default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="saved_vehicle_filters",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

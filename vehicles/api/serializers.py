@@ -7,7 +7,6 @@ from rest_framework import serializers
 
 from core.api import DomainError
 from ecus.models import SoftwareChange
-from vehicles.choices import VehicleStatus
 from vehicles.models import VciSnapshot, Vehicle, ZonalGateway
 from vehicles.services import parse_vci_timestamp
 
@@ -17,14 +16,6 @@ class VehicleRegisterSerializer(serializers.Serializer):
     model_name = serializers.CharField(max_length=100)
     model_year = serializers.IntegerField(min_value=1980, max_value=2100)
     vmg_id = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
-
-
-class VehicleFilterSerializer(serializers.Serializer):
-    """Query parameters of the fleet list."""
-
-    model_name = serializers.CharField(required=False, max_length=100)
-    model_year = serializers.IntegerField(required=False, min_value=1980, max_value=2100)
-    status = serializers.ChoiceField(required=False, choices=VehicleStatus.choices)
 
 
 class ZonalGatewaySerializer(serializers.ModelSerializer):
@@ -66,7 +57,17 @@ class VehicleBriefSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Vehicle
-        fields = ["vin", "model_name", "model_year", "status", "is_online", "last_seen_at"]
+        fields = [
+            "vin",
+            "model_name",
+            "model_year",
+            "status",
+            "is_online",
+            "last_seen_at",
+            "tls_group",
+            "tls_signature_algorithm",
+            "certificate_not_after",
+        ]
 
 
 class VciEcuSerializer(serializers.Serializer):

@@ -9,6 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.filtering import StrictFilterBackend
+from core.pagination import KeysetPagination
 from core.permissions import IsFleetEngineer, IsOperator, IsVehicle, IsViewer, vehicle_identity
 from ecus.models import SoftwareChange
 from vehicles.api import schema  # noqa: F401  (registers the mutual-TLS security scheme)
@@ -20,10 +22,10 @@ from vehicles.api.serializers import (
     VciSnapshotSerializer,
     VciTimestampSerializer,
     VehicleBriefSerializer,
-    VehicleFilterSerializer,
     VehicleRegisterSerializer,
     VehicleSerializer,
 )
+from vehicles.filters import VehicleFilter
 from vehicles.models import VciSnapshot, Vehicle
 from vehicles.services import record_vci, register_vehicle_identity
 
@@ -62,21 +64,18 @@ class VehicleRegisterView(VehicleThrottled, APIView):
 
 
 class VehicleListView(generics.ListAPIView):
-    """Fleet list for operators; filter with ?model_name=, ?model_year=, ?status=."""
+    """The fleet for operators: filtered, sorted, paged by cursor, with the total."""
 
     permission_classes = [IsViewer]
     serializer_class = VehicleBriefSerializer
-
-    @extend_schema(parameters=[VehicleFilterSerializer])
-    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().get(request, *args, **kwargs)
+    filter_backends = [StrictFilterBackend]
+    filterset_class = VehicleFilter
+    pagination_class = KeysetPagination
+    ordering_fields = ("vin", "model_name", "model_year", "status", "created_at")
+    default_ordering = "vin"
 
     def get_queryset(self) -> Any:
-        # An empty parameter (a form's blank field) filters nothing, as before.
-        given = {name: value for name, value in self.request.query_params.items() if value}
-        filters = VehicleFilterSerializer(data=given)
-        filters.is_valid(raise_exception=True)
-        return Vehicle.objects.filter(**filters.validated_data).order_by("vin")
+        return Vehicle.objects.for_list()
 
 
 class VehicleDetailView(VehicleThrottled, APIView):
