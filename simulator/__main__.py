@@ -20,6 +20,8 @@ back), `--activation command` (wait for the `activate` command before rebooting)
 the connection once mid-download; the download resumes). `--print-sessions` prints the
 negotiated group and certificate types of every connection at exit.
 
+Many vehicles in one process: `python -m simulator fleet --help` (`simulator.fleet`).
+
 MQTT only, without updates (plain loopback, for protocol tests)::
 
     python -m simulator --vin WVWZZZ1JZ3W386752 --mqtt-url mqtt://127.0.0.1:1883
@@ -117,6 +119,12 @@ def _plain_vehicle(args: argparse.Namespace) -> SimulatedVehicle:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["fleet"]:
+        from simulator.fleet.runner import main as fleet_main
+
+        fleet_main(argv[1:])
+        return
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.mqtt_url:

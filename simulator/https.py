@@ -345,3 +345,8 @@ def possession_proof(path: Path, nonce: str) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def possession_proof_of_bytes(data: bytes, nonce: str) -> str:
+    """`possession_proof` of a package held in memory."""
+    return hmac.new(bytes.fromhex(nonce), data, hashlib.sha256).hexdigest()

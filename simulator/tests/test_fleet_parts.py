@@ -1,0 +1,69 @@
+"""Fleet mode's pure parts: MQTT framing, the configuration mix, fault rates."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from pqc.catalogue import load_catalogue
+from pqc.pki import PkiError
+from simulator.fleet.mqtt import (
+    PUBLISH,
+    MqttError,
+    connect_packet,
+    packet,
+    publish_packet,
+    split_packets,
+)
+from simulator.fleet.runner import CATALOGUE, assign, failure, rate, shard
+
+
+def test_packets_split_at_their_boundaries_across_reads() -> None:
+    big = publish_packet("vehicle/V/telemetry", b"x" * 300, packet_id=7, retain=True)
+    stream = connect_packet("V", keepalive=60, will_topic="t", will_payload=b"w", clean=False)
+    stream += big + packet(13, 0, b"")
+    buffer = bytearray()
+    seen = []
+    for index in range(0, len(stream), 5):  # five bytes per read
+        buffer += stream[index : index + 5]
+        seen += split_packets(buffer)
+    assert [kind for kind, _, _ in seen] == [1, PUBLISH, 13]
+    # Two-byte remaining length (300 > 127), QoS 1 and retain flags, packet id after the topic.
+    kind, flags, body = seen[1]
+    assert flags == 0x03 and body.endswith(b"x" * 300) and body[21:23] == b"\x00\x07"
+    assert not buffer
+
+
+def test_a_remaining_length_longer_than_four_bytes_is_refused() -> None:
+    with pytest.raises(MqttError, match="remaining length"):
+        split_packets(bytearray(b"\x30\xff\xff\xff\xff\xff"))
+
+
+def test_vehicles_take_the_mix_and_a_certificate_of_their_configurations_family() -> None:
+    manifest = [
+        {"vin": f"V{i}", "family": "ecdsa-p256" if i % 2 else "ml-dsa-65"} for i in range(6)
+    ]
+    fleet = assign(4, "1:50,13:50", manifest, load_catalogue(CATALOGUE))
+    assert [(vin, config.id) for vin, config in fleet] == [
+        ("V1", 1), ("V0", 13), ("V3", 1), ("V2", 13),
+    ]  # fmt: skip
+    with pytest.raises(PkiError, match="not enough ecdsa-p256 certificates"):
+        assign(6, "1", manifest, load_catalogue(CATALOGUE))
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "value"),
+    [(rate, "2%", 0.02), (rate, "0.5", 0.5), (failure, "boot:5%", ("boot", 0.05)),
+     (shard, "1/4", (1, 4))],
+)  # fmt: skip
+def test_options_parse(parse, text, value) -> None:
+    assert parse(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"), [(rate, "150%"), (failure, "flash:2%"), (shard, "4/4"), (shard, "x")]
+)
+def test_bad_options_are_refused_naming_the_value(parse, text) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=text.split(":")[0].split("/")[0]):
+        parse(text)
