@@ -22,7 +22,9 @@ from firmware.models import Firmware
 from ota.choices import CampaignStatus, UpdateState, WaveStatus
 from ota.models import Campaign, CampaignFirmware, CampaignWave, OtaUpdate
 from ota.services import settle_vehicles
+from uptane.services import unreleased_firmware
 from vehicles.choices import VehicleStatus
+from vehicles.filters import filter_vehicles
 from vehicles.models import Vehicle
 
 DEFAULT_WAVES = (1.0, 10.0, 50.0, 100.0)
@@ -47,6 +49,7 @@ EDITABLE_FIELDS = (
     "max_attempts",
     "retry_backoff_seconds",
     "vehicle_timeout_seconds",
+    "target_filter",
 )
 
 
@@ -115,6 +118,13 @@ def _validate_firmware(firmware_ids: Sequence[int]) -> list[Firmware]:
     types = [release.ecu_type_id for release in releases]
     if len(types) != len(set(types)):
         raise DomainError("one release per ECU type", field="firmware_ids")
+    unsigned = unreleased_firmware(releases)
+    if unsigned:
+        raise DomainError(
+            f"firmware {unsigned[0].pk} ({unsigned[0]}) is not released: the image repository's "
+            "offline-signed targets do not name it (python -m uptane.release sign)",
+            field="firmware_ids",
+        )
     return releases
 
 
@@ -147,6 +157,10 @@ def eligible_vehicles(campaign: Campaign) -> QuerySet[Vehicle]:
         vehicles = vehicles.filter(model_year__in=campaign.target_model_years)
     if campaign.target_vins:
         vehicles = vehicles.filter(vin__in=campaign.target_vins)
+    if campaign.target_filter is not None:
+        # A saved filter is evaluated at every tick: vehicles that match it later join.
+        matching = filter_vehicles(campaign.target_filter.query)
+        vehicles = vehicles.filter(pk__in=matching.values("pk"))
     return vehicles
 
 

@@ -24,6 +24,7 @@ from firmware.api import urls as firmware_api_urls
 from ota.api import urls as ota_api_urls
 from otaproject.metrics import metrics_view
 from pqc.api import urls as pqc_api_urls
+from uptane.api import urls as uptane_api_urls
 from vehicles.api import urls as vehicles_api_urls
 
 API_MODULES = [
@@ -33,6 +34,7 @@ API_MODULES = [
     ota_api_urls,
     diagnostics_api_urls,
     pqc_api_urls,
+    uptane_api_urls,
     auth_api,
 ]
 
@@ -46,6 +48,7 @@ VEHICLE_ONLY_ROUTES = {
     "ota-api:ota-status",
     "pqc-api:tls-whoami",
     "pqc-api:tls-session",
+    "uptane-api:director-metadata",
 }
 # A vehicle reads its own record here, an operator any: served on both listeners.
 SHARED_ROUTES = {
@@ -56,6 +59,7 @@ SHARED_ROUTES = {
     "ecus-api:ecu-list",
     "ecus-api:ecu-detail",
     "ota-api:vehicle-updates",
+    "uptane-api:image-metadata",
 }
 
 
