@@ -25,7 +25,8 @@ class StrictFilterBackend(DjangoFilterBackend):
 
 def check_parameters(request: Request, view: Any) -> None:
     """400 naming every query parameter the view's filters and pagination do not take."""
-    known = set(view.filterset_class.base_filters)
+    filterset = getattr(view, "filterset_class", None)
+    known = set(filterset.base_filters) if filterset is not None else set()
     known.update(getattr(view.pagination_class, "query_params", ()))
     known.update(getattr(view, "extra_query_params", ()))
     known.add("format")  # content negotiation checks its own value

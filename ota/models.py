@@ -43,6 +43,14 @@ class Campaign(models.Model):
     target_model_years = models.JSONField(default=list, blank=True)
     target_zones = models.JSONField(default=list, blank=True)
     target_vins = models.JSONField(default=list, blank=True)
+    # A saved fleet-list query; the vehicles matching it when the worker looks are targeted.
+    target_filter = models.ForeignKey(
+        "vehicles.SavedFilter",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="campaigns",
+    )
     # Current version range of the targeted ECUs: min inclusive, max exclusive.
     min_current_version = models.CharField(max_length=64, blank=True)
     max_current_version = models.CharField(max_length=64, blank=True)

@@ -14,7 +14,8 @@ from core.audit import record_event
 from core.db import retry_on_conflict
 from ecus.models import Ecu, RegistryEcu, RegistryZone, SoftwareChange
 from ecus.versions import InvalidVersion, SemVer
-from vehicles.models import VciSnapshot, Vehicle, ZonalGateway
+from vehicles.filters import filter_vehicles
+from vehicles.models import SavedFilter, VciSnapshot, Vehicle, ZonalGateway
 from vehicles.validators import VIN_PATTERN
 
 
@@ -316,3 +317,94 @@ def _apply_vci(
     if changes:
         SoftwareChange.objects.bulk_create(changes)
     return changes
+
+
+# ---------------------------------------------------------------------------------------------
+# Saved filters (dynamic groups)
+
+SAVED_FILTER_FIELDS = ("name", "description", "query")
+
+
+def _checked_saved_filter(fields: dict[str, Any], *, exclude_pk: int | None = None) -> None:
+    name = fields["name"]
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise DomainError("a name of 1 to 100 characters", field="name")
+    if SavedFilter.objects.filter(name=name).exclude(pk=exclude_pk).exists():
+        raise ConflictError(f"a saved filter named {name!r} exists", field="name")
+    if not isinstance(fields["description"], str):
+        raise DomainError("text", field="description")
+    query = fields["query"]
+    if not isinstance(query, dict) or not all(
+        isinstance(value, str | int | bool) for value in query.values()
+    ):
+        raise DomainError('the list\'s parameters as {"parameter": "value"}', field="query")
+    try:
+        filter_vehicles(query)
+    except DomainError as exc:
+        raise DomainError(exc.message, field="query") from None
+
+
+def _saved_filter_state(saved: SavedFilter) -> dict[str, Any]:
+    return {"name": saved.name, "description": saved.description, "query": saved.query}
+
+
+@transaction.atomic(durable=True)
+def create_saved_filter(
+    *, name: str, query: dict[str, Any], description: str = "", actor: Any = None
+) -> SavedFilter:
+    """Save a fleet-list query under a name; campaigns may target it."""
+    fields = {"name": name, "description": description, "query": query}
+    _checked_saved_filter(fields)
+    saved = SavedFilter.objects.create(created_by=_user_or_none(actor), **fields)
+    record_event(
+        action="saved_filter.created",
+        actor=actor,
+        object_type="saved_filter",
+        object_id=saved.pk,
+        after=_saved_filter_state(saved),
+    )
+    return saved
+
+
+@transaction.atomic(durable=True)
+def update_saved_filter(saved: SavedFilter, *, actor: Any = None, **changes: Any) -> SavedFilter:
+    """Change a saved filter; campaigns targeting it select by the new query from then on."""
+    unknown = set(changes) - set(SAVED_FILTER_FIELDS)
+    if unknown:
+        raise DomainError("not a saved filter field", field=sorted(unknown)[0])
+    saved = SavedFilter.objects.select_for_update().get(pk=saved.pk)
+    before = _saved_filter_state(saved)
+    fields = before | changes
+    _checked_saved_filter(fields, exclude_pk=saved.pk)
+    for name, value in changes.items():
+        setattr(saved, name, value)
+    saved.save(update_fields=[*changes, "updated_at"])
+    record_event(
+        action="saved_filter.changed",
+        actor=actor,
+        object_type="saved_filter",
+        object_id=saved.pk,
+        before=before,
+        after=_saved_filter_state(saved),
+    )
+    return saved
+
+
+@transaction.atomic(durable=True)
+def delete_saved_filter(saved: SavedFilter, *, actor: Any = None) -> None:
+    """Delete a saved filter no campaign targets."""
+    saved = SavedFilter.objects.select_for_update().get(pk=saved.pk)
+    if saved.campaigns.exists():
+        raise ConflictError("campaigns target this filter", field="saved_filter")
+    record_event(
+        action="saved_filter.deleted",
+        actor=actor,
+        object_type="saved_filter",
+        object_id=saved.pk,
+        before=_saved_filter_state(saved),
+    )
+    saved.delete()
+
+
+def _user_or_none(actor: Any) -> Any:
+    return actor if getattr(actor, "is_authenticated", False) and actor.pk else None

@@ -7,6 +7,7 @@ from core.models import AuditEvent
 from ota.campaigns import EDITABLE_FIELDS
 from ota.models import Campaign, CampaignWave, OtaUpdate
 from vehicles.api.serializers import PlanItemSerializer
+from vehicles.models import SavedFilter
 
 
 class UpdateCheckRequestSerializer(serializers.Serializer):
@@ -199,6 +200,9 @@ class CampaignWriteSerializer(serializers.Serializer):
     )
     vehicle_timeout_seconds = serializers.IntegerField(
         required=False, allow_null=True, min_value=60, max_value=30 * 86400
+    )
+    target_filter = serializers.PrimaryKeyRelatedField(
+        queryset=SavedFilter.objects.all(), required=False, allow_null=True
     )
 
 

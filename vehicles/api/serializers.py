@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from core.api import DomainError
 from ecus.models import SoftwareChange
-from vehicles.models import VciSnapshot, Vehicle, ZonalGateway
+from vehicles.models import SavedFilter, VciSnapshot, Vehicle, ZonalGateway
 from vehicles.services import parse_vci_timestamp
 
 
@@ -158,3 +158,28 @@ class SoftwareChangeSerializer(serializers.ModelSerializer):
             "update_id",
             "recorded_at",
         ]
+
+
+class SavedFilterSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+
+    class Meta:
+        model = SavedFilter
+        fields = ["id", "name", "description", "query", "created_by", "created_at", "updated_at"]
+
+
+class SavedFilterWriteSerializer(serializers.Serializer):
+    """Shapes only: vehicles.services checks the name is free and the query is valid."""
+
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    query = serializers.DictField(
+        child=serializers.CharField(max_length=200, allow_blank=True),
+        help_text="parameters of GET /api/v1/vehicles, e.g. "
+        '{"ecu": "ECM", "version": "<2.0.0", "model_name": "Aurora"}',
+    )
+
+    def validate_query(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 30:
+            raise serializers.ValidationError("at most 30 parameters")
+        return value

@@ -7,6 +7,13 @@ from vehicles.api import views
 app_name = "vehicles-api"
 
 urlpatterns = [
+    path("saved-filters", views.SavedFilterListView.as_view(), name="saved-filter-list"),
+    path("saved-filters/<int:pk>", views.SavedFilterDetailView.as_view(), name="saved-filter"),
+    path(
+        "saved-filters/<int:pk>/vehicles",
+        views.SavedFilterVehiclesView.as_view(),
+        name="saved-filter-vehicles",
+    ),
     path("vehicles", views.VehicleListView.as_view(), name="vehicle-list"),
     path("vehicles/register", views.VehicleRegisterView.as_view(), name="vehicle-register"),
     path("vehicles/<str:vin>", views.VehicleDetailView.as_view(), name="vehicle-detail"),

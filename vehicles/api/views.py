@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import PermissionDenied
@@ -9,13 +10,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.filtering import StrictFilterBackend
+from core.filtering import StrictFilterBackend, check_parameters
 from core.pagination import KeysetPagination
 from core.permissions import IsFleetEngineer, IsOperator, IsVehicle, IsViewer, vehicle_identity
 from ecus.models import SoftwareChange
 from vehicles.api import schema  # noqa: F401  (registers the mutual-TLS security scheme)
 from vehicles.api.access import IsVehicleOrViewer, VehicleThrottled, vehicle_for
 from vehicles.api.serializers import (
+    SavedFilterSerializer,
+    SavedFilterWriteSerializer,
     SoftwareChangeSerializer,
     VciResultSerializer,
     VciSerializer,
@@ -25,9 +28,15 @@ from vehicles.api.serializers import (
     VehicleRegisterSerializer,
     VehicleSerializer,
 )
-from vehicles.filters import VehicleFilter
-from vehicles.models import VciSnapshot, Vehicle
-from vehicles.services import record_vci, register_vehicle_identity
+from vehicles.filters import VehicleFilter, filter_vehicles
+from vehicles.models import SavedFilter, VciSnapshot, Vehicle
+from vehicles.services import (
+    create_saved_filter,
+    delete_saved_filter,
+    record_vci,
+    register_vehicle_identity,
+    update_saved_filter,
+)
 
 
 class VehicleRegisterView(VehicleThrottled, APIView):
@@ -138,3 +147,60 @@ class SoftwareHistoryView(generics.ListAPIView):
         if ecu_id:
             changes = changes.filter(ecu__ecu_id=ecu_id)
         return changes.order_by("-recorded_at", "-id")
+
+
+class SavedFilterListView(generics.ListAPIView):
+    """Saved fleet queries: viewers read, operators create."""
+
+    serializer_class = SavedFilterSerializer
+
+    def get_permissions(self) -> list[Any]:
+        return [IsViewer()] if self.request.method == "GET" else [IsOperator()]
+
+    def get_queryset(self) -> Any:
+        return SavedFilter.objects.select_related("created_by").order_by("name", "pk")
+
+    @extend_schema(request=SavedFilterWriteSerializer, responses={201: SavedFilterSerializer})
+    def post(self, request: Request) -> Response:
+        form = SavedFilterWriteSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        saved = create_saved_filter(actor=request.user, **form.validated_data)
+        return Response(SavedFilterSerializer(saved).data, status=status.HTTP_201_CREATED)
+
+
+class SavedFilterDetailView(APIView):
+    """One saved filter: viewers read; operators change or delete it."""
+
+    def get_permissions(self) -> list[Any]:
+        return [IsViewer()] if self.request.method == "GET" else [IsOperator()]
+
+    def _saved(self, pk: int) -> SavedFilter:
+        return get_object_or_404(SavedFilter.objects.select_related("created_by"), pk=pk)
+
+    @extend_schema(responses=SavedFilterSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(SavedFilterSerializer(self._saved(pk)).data)
+
+    @extend_schema(request=SavedFilterWriteSerializer, responses=SavedFilterSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        form = SavedFilterWriteSerializer(data=request.data, partial=True)
+        form.is_valid(raise_exception=True)
+        saved = update_saved_filter(self._saved(pk), actor=request.user, **form.validated_data)
+        return Response(SavedFilterSerializer(saved).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        delete_saved_filter(self._saved(pk), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SavedFilterVehiclesView(VehicleListView):
+    """The vehicles a saved filter selects now, paged and sortable like the fleet list."""
+
+    filter_backends: list[Any] = []
+    filterset_class = None
+
+    def get_queryset(self) -> Any:
+        saved = get_object_or_404(SavedFilter, pk=self.kwargs["pk"])
+        check_parameters(self.request, self)
+        return filter_vehicles(saved.query, Vehicle.objects.for_list())
