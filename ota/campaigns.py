@@ -24,6 +24,7 @@ from ota.models import Campaign, CampaignFirmware, CampaignWave, OtaUpdate
 from ota.services import settle_vehicles
 from uptane.services import unreleased_firmware
 from vehicles.choices import VehicleStatus
+from vehicles.filters import filter_vehicles
 from vehicles.models import Vehicle
 
 DEFAULT_WAVES = (1.0, 10.0, 50.0, 100.0)
@@ -48,6 +49,7 @@ EDITABLE_FIELDS = (
     "max_attempts",
     "retry_backoff_seconds",
     "vehicle_timeout_seconds",
+    "target_filter",
 )
 
 
@@ -155,6 +157,10 @@ def eligible_vehicles(campaign: Campaign) -> QuerySet[Vehicle]:
         vehicles = vehicles.filter(model_year__in=campaign.target_model_years)
     if campaign.target_vins:
         vehicles = vehicles.filter(vin__in=campaign.target_vins)
+    if campaign.target_filter is not None:
+        # A saved filter is evaluated at every tick: vehicles that match it later join.
+        matching = filter_vehicles(campaign.target_filter.query)
+        vehicles = vehicles.filter(pk__in=matching.values("pk"))
     return vehicles
 
 
