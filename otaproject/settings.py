@@ -274,7 +274,12 @@ FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 # bridge with its in-process worker, then the campaign worker.
 RUNOTA_BACKGROUND_SERVICES = env.list(
     "RUNOTA_BACKGROUND_SERVICES",
-    default=["core.mqtt.broker.start", "core.mqtt.bridge.start", "ota.worker.start"],
+    default=[
+        "core.mqtt.broker.start",
+        "core.mqtt.bridge.start",
+        "ota.worker.start",
+        "diagnostics.worker.start",
+    ],
 )
 # runota restarts a failed background service with backoff; past this many failures in a row
 # it stops with a non-zero exit status instead of serving without it.

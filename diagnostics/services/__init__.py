@@ -18,6 +18,7 @@ from diagnostics.services.remote import (
     settle_if_overdue,
 )
 from diagnostics.services.telemetry import (
+    ensure_telemetry_partitions,
     prune_telemetry,
     record_presence,
     record_telemetry,
@@ -27,6 +28,7 @@ from diagnostics.services.telemetry import (
 __all__ = [
     "count_drop",
     "drop_counts",
+    "ensure_telemetry_partitions",
     "expire_overdue",
     "prune_telemetry",
     "record_control_response",

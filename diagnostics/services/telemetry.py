@@ -12,7 +12,9 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.audit import record_event
 from core.events import FLEET_GROUP, publish_event, vehicle_group
+from diagnostics import partitions
 from diagnostics.choices import PresenceState
 from diagnostics.models import TelemetryLatest, TelemetrySample
 from diagnostics.timestamps import parse_timestamp
@@ -22,6 +24,8 @@ TELEMETRY_EVENT_INTERVAL_S = 1.0
 # Rows per INSERT statement: 5 parameters each stays far below SQLite's parameter limit.
 INSERT_CHUNK = 1000
 LAST_SEEN_RESOLUTION = timedelta(seconds=1)
+# Day tables kept ready ahead of today; a timestamp beyond them lands in the default partition.
+TELEMETRY_DAYS_AHEAD = 7
 
 
 class VehicleKey(NamedTuple):
@@ -335,17 +339,51 @@ def record_presence(
 
 
 @transaction.atomic(durable=True)
-def prune_telemetry(*, older_than: timedelta, keep_per_vehicle: int | None = None) -> int:
+def prune_telemetry(
+    *, older_than: timedelta, keep_per_vehicle: int | None = None, actor: Any = None
+) -> int:
     """Delete history older than `older_than` and, if given, beyond the newest N per vehicle.
 
-    The latest-values row of each vehicle is kept whatever its age.
+    On PostgreSQL whole days go at once (their tables are dropped); the rest is deleted row by
+    row. The latest-values row of each vehicle is kept whatever its age.
     """
     cutoff = timezone.now() - older_than
-    deleted, _ = TelemetrySample.objects.older_than(cutoff).delete()
+    deleted = 0
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            if partitions.is_partitioned(cursor):
+                deleted += partitions.drop_days_before(cursor, cutoff)
+    count, _ = TelemetrySample.objects.older_than(cutoff).delete()
+    deleted += count
     if keep_per_vehicle is not None:
-        extra = _delete_beyond(keep_per_vehicle)
-        deleted += extra
+        deleted += _delete_beyond(keep_per_vehicle)
+    if deleted:
+        record_event(
+            action="telemetry.pruned",
+            actor=actor,
+            object_type="telemetry",
+            details={
+                "deleted": deleted,
+                "older_than": cutoff.isoformat(),
+                "keep_per_vehicle": keep_per_vehicle,
+            },
+        )
     return deleted
+
+
+@transaction.atomic(durable=True)
+def ensure_telemetry_partitions(*, days_ahead: int = TELEMETRY_DAYS_AHEAD) -> int:
+    """Attach day tables from today to `days_ahead` days on; returns how many were created.
+
+    Only PostgreSQL partitions the history; elsewhere this does nothing.
+    """
+    if connection.vendor != "postgresql":
+        return 0
+    today = timezone.now().date()
+    with connection.cursor() as cursor:
+        if not partitions.is_partitioned(cursor):
+            return 0
+        return partitions.ensure_days(cursor, today, today + timedelta(days=days_ahead))
 
 
 def _delete_beyond(keep: int) -> int:

@@ -28,6 +28,8 @@ class Command(BaseCommand):
         if options["keep"] is not None and options["keep"] < 0:
             raise CommandError("--keep must not be negative")
         deleted = prune_telemetry(
-            older_than=timedelta(days=options["days"]), keep_per_vehicle=options["keep"]
+            older_than=timedelta(days=options["days"]),
+            keep_per_vehicle=options["keep"],
+            actor="system:prune_telemetry",
         )
         self.stdout.write(f"deleted {deleted} telemetry messages")
