@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -64,9 +65,28 @@ def _runs_on(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+# Called with (group, event) for every event once its transaction commits, before the live
+# send; apps above core subscribe here (webhooks) instead of their publishers calling them.
+_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+
+def add_listener(listener: Callable[[str, dict[str, Any]], None]) -> None:
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def _deliver(group: str, event: dict[str, Any]) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(group, event)
+        except Exception:
+            logger.exception("event listener %s failed for %s", listener, group)
+    _send(group, event)
+
+
 def publish_event(group: str, event: dict[str, Any]) -> None:
     """Send `event` (JSON-serialisable, with a "kind" key) to a group once the current transaction commits.
 
     Consumers receive it as a message of type "ota.event" (handler method `ota_event`).
     """
-    transaction.on_commit(lambda: _send(group, event))
+    transaction.on_commit(lambda: _deliver(group, event))

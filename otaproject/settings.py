@@ -109,6 +109,7 @@ INSTALLED_APPS = [
     "ota",
     "diagnostics",
     "pqc",
+    "webhooks",
     "console",
 ]
 
@@ -278,6 +279,7 @@ RUNOTA_BACKGROUND_SERVICES = env.list(
         "core.mqtt.broker.start",
         "core.mqtt.bridge.start",
         "ota.worker.start",
+        "webhooks.worker.start",
         "diagnostics.worker.start",
     ],
 )
@@ -290,6 +292,13 @@ OTA_METRICS_PORT = env.int("OTA_METRICS_PORT", default=0)
 # prometheus_client reads it itself: a directory shared by this host's server processes, emptied
 # before they start, so that each process's /metrics sums them all.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# Webhooks (webhooks/): plain http:// targets only outside production unless allowed.
+OTA_WEBHOOK_ALLOW_HTTP = env_bool("OTA_WEBHOOK_ALLOW_HTTP", default=not PRODUCTION)
+OTA_WEBHOOK_TIMEOUT_SECONDS = env.float("OTA_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Attempts of one delivery before it is given up, and the backoff between them (doubling).
+OTA_WEBHOOK_MAX_ATTEMPTS = env.int("OTA_WEBHOOK_MAX_ATTEMPTS", default=8)
+OTA_WEBHOOK_BACKOFF_SECONDS = env.float("OTA_WEBHOOK_BACKOFF_SECONDS", default=30.0)
+OTA_WEBHOOK_BACKOFF_MAX_SECONDS = env.float("OTA_WEBHOOK_BACKOFF_MAX_SECONDS", default=3600.0)
 # What /readyz checks besides the background services (see core/health.py); a process without
 # MQTT work may leave out "broker".
 OTA_READINESS_CHECKS = env.list(
