@@ -160,7 +160,9 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN", default=1),
-        "max_size": env.int("DATABASE_POOL_MAX", default=10),
+        # Request threads (OTA_REQUEST_CONCURRENCY), the reactor's thread pool (10: MQTT front
+        # binding checks, TLS session records), the bridge's workers and the campaign worker.
+        "max_size": env.int("DATABASE_POOL_MAX", default=24),
         # During an outage a request waits this long for a connection, then answers 503.
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=3.0),
     }
@@ -236,6 +238,9 @@ OTA_HTTP_MAX_HEAD_BYTES = env.int("OTA_HTTP_MAX_HEAD_BYTES", default=16 * 1024)
 # carrier NAT share addresses: keep the per-address bound generous).
 OTA_MAX_CONNECTIONS = env.int("OTA_MAX_CONNECTIONS", default=4096)
 OTA_MAX_CONNECTIONS_PER_IP = env.int("OTA_MAX_CONNECTIONS_PER_IP", default=256)
+# HTTP requests running Django at once per process; the rest wait without a thread. Keep it
+# below DATABASE_POOL_MAX, which the MQTT front's and bridge's threads share.
+OTA_REQUEST_CONCURRENCY = env.int("OTA_REQUEST_CONCURRENCY", default=8)
 # An MQTT client must finish the TLS handshake and send its CONNECT within this time.
 OTA_MQTT_CONNECT_TIMEOUT_SECONDS = env.float("OTA_MQTT_CONNECT_TIMEOUT_SECONDS", default=10.0)
 # How often the listeners cut open connections whose client certificate was revoked since.

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,6 +152,14 @@ class _EagerWriteServer(tcp.Server):
 
 class _ListeningPort(tcp.Port):
     transport = _EagerWriteServer
+    reuse_port = False
+
+    def createInternetSocket(self) -> socket.socket:  # noqa: N802
+        sock = super().createInternetSocket()
+        if self.reuse_port:
+            # Several processes on one host bind the same port; the kernel spreads connections.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        return sock
 
 
 class _ListenerTLSProtocol(BufferingTLSTransport):
@@ -414,6 +423,53 @@ class _ResponseFlow:
                 self._waiter = None
 
 
+class BoundedRequests:
+    """ASGI wrapper: at most `limit` HTTP requests run the application at once; the rest wait
+    on the event loop, holding no thread.
+
+    Django runs each request's synchronous view in a thread of its own, so a thousand vehicles
+    checking at once meant a thousand threads queueing for ten pooled database connections
+    and timing out. A request leaves its slot when its response starts (the view is done with
+    the database by then: a long download must not hold a slot) or when it ends.
+    """
+
+    def __init__(self, application: Any, limit: int) -> None:
+        self.application = application
+        self.limit = limit
+        self.waiting = 0
+        self._slots: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.application(scope, receive, send)
+            return
+        if self._slots is None:  # created on the reactor's event loop, at first use
+            self._slots = asyncio.Semaphore(self.limit)
+        slots = self._slots
+        self.waiting += 1
+        try:
+            await slots.acquire()
+        finally:
+            self.waiting -= 1
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                slots.release()
+
+        async def send_and_release(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                release()
+            await send(message)
+
+        try:
+            await self.application(scope, receive, send_and_release)
+        finally:
+            release()
+
+
 class OtaAsgiServer(daphne.server.Server):
     """Daphne's HTTP and WebSocket handling behind our PQC-TLS listeners.
 
@@ -543,6 +599,11 @@ class OtaListeners:
     on_vehicle_handshake: VehicleHandshakeHook | None = None
     action_logger: Any = None
     limits: EdgeLimits = field(default_factory=EdgeLimits)
+    # The HTTP listeners this process serves (`runota --role`).
+    http_listeners: tuple[str, ...] = (VEHICLE, CONSOLE)
+    reuse_port: bool = False
+    # HTTP requests running the application at once (see BoundedRequests).
+    request_concurrency: int = 8
     ports: dict[str, int] = field(default_factory=dict)
     factories: dict[str, ListenerFactory] = field(default_factory=dict)
     _ports: list[Any] = field(default_factory=list)
@@ -554,23 +615,32 @@ class OtaListeners:
         revocation = RevocationList(self.pki)
         self.open_connections = OpenConnections(revocation)
         self.open_connections.start()
-        self.asgi = OtaAsgiServer(self.application, action_logger=self.action_logger)
+        self.asgi = OtaAsgiServer(
+            BoundedRequests(self.application, self.request_concurrency),
+            action_logger=self.action_logger,
+        )
         self.asgi.prepare()
-        vehicle_ctx = build_server_context(
-            pki=self.pki,
-            policy=self.vehicle.policy,
-            require_client_cert=True,
-            revocation=revocation,
-            families=self.vehicle.families,
-        )
-        console_ctx = build_server_context(
-            pki=self.pki,
-            policy=self.console.policy,
-            require_client_cert=False,
-            families=self.console.families,
-        )
-        self._bind(VEHICLE, self.vehicle.port, vehicle_ctx, self.asgi.http_factory, mutual=True)
-        self._bind(CONSOLE, self.console.port, console_ctx, self.asgi.http_factory, mutual=False)
+        if VEHICLE in self.http_listeners:
+            vehicle_ctx = build_server_context(
+                pki=self.pki,
+                policy=self.vehicle.policy,
+                require_client_cert=True,
+                revocation=revocation,
+                families=self.vehicle.families,
+            )
+            self._bind(
+                VEHICLE, self.vehicle.port, vehicle_ctx, self.asgi.http_factory, mutual=True
+            )
+        if CONSOLE in self.http_listeners:
+            console_ctx = build_server_context(
+                pki=self.pki,
+                policy=self.console.policy,
+                require_client_cert=False,
+                families=self.console.families,
+            )
+            self._bind(
+                CONSOLE, self.console.port, console_ctx, self.asgi.http_factory, mutual=False
+            )
         if self.mqtt is not None and self.mqtt_upstream is not None:
             mqtt_ctx = build_server_context(
                 pki=self.pki,
@@ -596,6 +666,7 @@ class OtaListeners:
         self.factories[name] = factory
         # reactor.listenTCP() with our TCP connection class (see _EagerWriteServer).
         listening = _ListeningPort(port, factory, interface=self.host, reactor=reactor)
+        listening.reuse_port = self.reuse_port
         listening.startListening()
         self._ports.append(listening)
         self.ports[name] = listening.getHost().port
@@ -721,4 +792,5 @@ def listeners_from_settings(
         on_vehicle_handshake=on_vehicle_handshake,
         action_logger=action_logger,
         limits=limits or EdgeLimits.from_settings(),
+        request_concurrency=settings.OTA_REQUEST_CONCURRENCY,
     )
