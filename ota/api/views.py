@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.shortcuts import get_object_or_404
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -14,10 +15,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import DomainError
+from core.filtering import StrictFilterBackend
 from core.models import AuditEvent
+from core.pagination import KeysetPagination
 from core.permissions import IsOperator, IsVehicle, IsViewer
 from ota import campaigns as campaign_services
 from ota import services
+from ota.api.filters import CampaignFilter, CampaignVehicleFilter
 from ota.api.renderers import AuditCsvRenderer
 from ota.api.serializers import (
     AuditEventSerializer,
@@ -33,7 +37,7 @@ from ota.api.serializers import (
     UpdateCheckSerializer,
     UpdateSerializer,
 )
-from ota.choices import ReportSource, UpdateState
+from ota.choices import ReportSource
 from ota.models import Campaign, OtaUpdate
 from vehicles.api.access import VehicleThrottled, registered_vehicle, vehicle_for
 
@@ -129,8 +133,33 @@ class CampaignViewSet(
     """Campaigns: viewers read; operators create, edit drafts and drive them."""
 
     serializer_class = CampaignSerializer
+    filter_backends = [StrictFilterBackend]
+    pagination_class = KeysetPagination
+
+    # The list and the campaign's vehicles page by key; each sorts on its own columns.
+    @property
+    def filterset_class(self) -> Any:
+        return CampaignVehicleFilter if self.action == "vehicles" else CampaignFilter
+
+    @property
+    def ordering_fields(self) -> tuple[str, ...]:
+        if self.action == "vehicles":
+            return ("id", "updated_at")
+        return ("created_at", "name", "status", "id")
+
+    @property
+    def default_ordering(self) -> str:
+        return "id" if self.action == "vehicles" else "-created_at"
+
+    def filter_queryset(self, queryset: Any) -> Any:
+        if self.action not in ("list", "vehicles"):
+            return queryset  # one campaign by id: the list's filters do not apply
+        return super().filter_queryset(queryset)
 
     def get_queryset(self) -> Any:
+        if self.action == "vehicles":
+            updates = OtaUpdate.objects.filter(campaign_id=self.kwargs.get("pk"))
+            return updates.select_related("vehicle", "wave")
         if self.action not in ("list", "retrieve"):
             return Campaign.objects.all()  # actions load what they render themselves
         return _campaigns_for_display()
@@ -225,21 +254,12 @@ class CampaignViewSet(
         campaign.refresh_from_db()
         return self._accepted(campaign, f"{count} vehicles queued again")
 
-    @extend_schema(
-        parameters=[OpenApiParameter("state", str, required=False, enum=UpdateState.values)],
-        responses=UpdateSerializer(many=True),
-    )
+    @extend_schema(responses=UpdateSerializer(many=True))
     @action(detail=True, methods=["get"])
     def vehicles(self, request: Request, pk: str | None = None) -> Response:
-        """The per-vehicle update records of the campaign; ?state= narrows them."""
-        campaign = self.get_object()
-        updates = OtaUpdate.objects.filter(campaign=campaign).select_related("vehicle", "wave")
-        state = request.query_params.get("state")
-        if state:
-            if state not in UpdateState.values:
-                raise DomainError(f"one of {', '.join(UpdateState.values)}", field="state")
-            updates = updates.filter(state=state)
-        page = self.paginate_queryset(updates.order_by("wave__index", "pk"))
+        """The per-vehicle update records of the campaign, filtered, paged by key."""
+        get_object_or_404(Campaign, pk=pk)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(UpdateSerializer(page, many=True).data)
 
 
