@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import logging
+import math
+import re
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -43,6 +47,63 @@ def env_bool(name: str, *, default: bool) -> bool:
     raise ImproperlyConfigured(
         f"{name} must be one of 1/0, true/false, yes/no, on/off; got {raw!r}"
     )
+
+
+def _check_range(name: str, value: float, low: float | None, high: float | None) -> None:
+    if low is not None and value < low:
+        raise ImproperlyConfigured(f"{name} must be at least {low}; got {value}")
+    if high is not None and value > high:
+        raise ImproperlyConfigured(f"{name} must be at most {high}; got {value}")
+
+
+def env_int(name: str, *, default: int, low: int | None = None, high: int | None = None) -> int:
+    """A whole number in range, or a start-up error naming the variable (not a ValueError)."""
+    raw = env.str(name, default=str(default)).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number; got {raw!r}") from None
+    _check_range(name, value, low, high)
+    return value
+
+
+def env_float(
+    name: str, *, default: float, low: float | None = None, high: float | None = None
+) -> float:
+    raw = env.str(name, default=str(default)).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name} must be a number; got {raw!r}")
+    _check_range(name, value, low, high)
+    return value
+
+
+def env_rate(name: str, *, default: str) -> str:
+    """A throttle rate as DRF reads it: COUNT/second|minute|hour|day."""
+    raw = env.str(name, default=default).strip()
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", raw):
+        raise ImproperlyConfigured(f"{name} must look like 600/minute (s, m, h or d); got {raw!r}")
+    return raw
+
+
+def env_url(name: str, *, default: str, schemes: tuple[str, ...], example: str) -> str:
+    """A URL with one of `schemes`, a host and a numeric port if it names one."""
+    raw = env.str(name, default=default).strip()
+    if not raw:
+        return raw
+    parts = urlsplit(raw)
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} has a port that is not a number 0-65535: {raw!r}"
+        ) from None
+    if parts.scheme not in schemes or not (parts.hostname or parts.scheme == "unix"):
+        raise ImproperlyConfigured(f"{name} must look like {example}; got {raw!r}")
+    return raw
 
 
 DEBUG = env_bool("DEBUG", default=False)
@@ -154,20 +215,30 @@ TEMPLATES = [
 ]
 
 # SQLite under var/ on a fresh machine; PostgreSQL (psycopg 3, pooled) when DATABASE_URL says so.
-DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'ota.sqlite3'}"),
-}
+_DATABASE_ENGINES = {"django.db.backends.postgresql", "django.db.backends.sqlite3"}
+_DATABASE_URL = env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'ota.sqlite3'}")
+try:
+    known = environ.Env.DB_SCHEMES.get(urlsplit(_DATABASE_URL).scheme) in _DATABASE_ENGINES
+    _database = environ.Env.db_url_config(_DATABASE_URL) if known else {}
+except ValueError:  # a port that is not a number
+    known = False
+if not known:
+    raise ImproperlyConfigured(
+        "DATABASE_URL must look like postgres://USER@HOST:5432/NAME or sqlite:////PATH; "
+        f"got {_DATABASE_URL!r}"
+    )
+DATABASES = {"default": _database}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": env.int("DATABASE_POOL_MIN", default=1),
+        "min_size": env_int("DATABASE_POOL_MIN", default=1, low=0),
         # Request threads (OTA_REQUEST_CONCURRENCY), the reactor's thread pool (10: MQTT front
         # binding checks, TLS session records), the bridge's workers and the campaign worker.
-        "max_size": env.int("DATABASE_POOL_MAX", default=24),
+        "max_size": env_int("DATABASE_POOL_MAX", default=24, low=1),
         # During an outage a request waits this long for a connection, then answers 503.
-        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=3.0),
+        "timeout": env_float("DATABASE_POOL_TIMEOUT", default=3.0, low=0.1),
     }
     DATABASES["default"]["OPTIONS"].setdefault(
-        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3)
+        "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", default=3, low=1)
     )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the listeners, the bridge and the campaign worker share the file without
@@ -178,7 +249,9 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_URL = env_url(
+    "REDIS_URL", default="", schemes=("redis", "rediss", "unix"), example="redis://HOST:6379/0"
+)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -190,11 +263,13 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # An empty MQTT_URL means: start the embedded broker inside `manage.py runota`.
-MQTT_URL = env.str("MQTT_URL", default="") or None
-MQTT_EMBEDDED_PORT = env.int("MQTT_EMBEDDED_PORT", default=1884)
+MQTT_URL = (
+    env_url("MQTT_URL", default="", schemes=("mqtt", "tcp"), example="mqtt://HOST:1883") or None
+)
+MQTT_EMBEDDED_PORT = env_int("MQTT_EMBEDDED_PORT", default=1884, low=0, high=65535)
 # Topics live under "<root>/<VIN>/..."; a separate root lets test runs share one broker.
 MQTT_TOPIC_ROOT = env.str("MQTT_TOPIC_ROOT", default="vehicle")
-MQTT_MAX_PAYLOAD_BYTES = env.int("MQTT_MAX_PAYLOAD_BYTES", default=64 * 1024)
+MQTT_MAX_PAYLOAD_BYTES = env_int("MQTT_MAX_PAYLOAD_BYTES", default=64 * 1024, low=1)
 # Off: telemetry history commits without waiting for the WAL flush (PostgreSQL only); a server
 # crash may lose the last fraction of a second of telemetry, never OTA or diagnostics data.
 TELEMETRY_SYNCHRONOUS_COMMIT = env_bool("TELEMETRY_SYNCHRONOUS_COMMIT", default=True)
@@ -202,7 +277,7 @@ TELEMETRY_SYNCHRONOUS_COMMIT = env_bool("TELEMETRY_SYNCHRONOUS_COMMIT", default=
 # each bridge instance keeps its own persistent session.
 MQTT_BRIDGE_CLIENT_ID = env.str("MQTT_BRIDGE_CLIENT_ID", default="")
 # How long the broker keeps a bridge's session (and its queued messages) after it goes away.
-MQTT_BRIDGE_SESSION_EXPIRY = env.int("MQTT_BRIDGE_SESSION_EXPIRY", default=120)
+MQTT_BRIDGE_SESSION_EXPIRY = env_int("MQTT_BRIDGE_SESSION_EXPIRY", default=120, low=0)
 # Shared subscriptions split the stream between several bridges; Mosquitto 2.0 does not restore
 # them after a broker restart, so one bridge is safer with plain ones.
 MQTT_SHARED_SUBSCRIPTIONS = env_bool("MQTT_SHARED_SUBSCRIPTIONS", default=False)
@@ -211,13 +286,14 @@ MQTT_BRIDGE_USERNAME = env_secret("MQTT_BRIDGE_USERNAME", default="")
 MQTT_BRIDGE_PASSWORD = env_secret("MQTT_BRIDGE_PASSWORD", default="")
 MQTT_FRONT_USERNAME = env_secret("MQTT_FRONT_USERNAME", default="")
 MQTT_FRONT_PASSWORD = env_secret("MQTT_FRONT_PASSWORD", default="")
-if MQTT_URL and not MQTT_URL.startswith(("mqtt://", "tcp://")):
-    raise ImproperlyConfigured(f"MQTT_URL must look like mqtt://host:port, got {MQTT_URL!r}")
 
 OTA_BIND_HOST = env.str("OTA_BIND_HOST", default="127.0.0.1")
-OTA_VEHICLE_PORT = env.int("OTA_VEHICLE_PORT", default=8443)
-OTA_CONSOLE_PORT = env.int("OTA_CONSOLE_PORT", default=8444)
-OTA_MQTT_TLS_PORT = env.int("OTA_MQTT_TLS_PORT", default=8883)
+OTA_VEHICLE_PORT = env_int("OTA_VEHICLE_PORT", default=8443, low=0, high=65535)
+OTA_CONSOLE_PORT = env_int("OTA_CONSOLE_PORT", default=8444, low=0, high=65535)
+OTA_MQTT_TLS_PORT = env_int("OTA_MQTT_TLS_PORT", default=8883, low=0, high=65535)
+# Several runota processes on one host may share each port (SO_REUSEPORT); the kernel spreads
+# connections between them. Off: a second process on the same port fails to start.
+OTA_REUSE_PORT = env_bool("OTA_REUSE_PORT", default=False)
 OTA_SERVER_HOSTNAMES = env.list("OTA_SERVER_HOSTNAMES", default=["localhost"])
 OTA_PUBLIC_BASE_URL = env.str(
     "OTA_PUBLIC_BASE_URL", default=f"https://localhost:{OTA_VEHICLE_PORT}"
@@ -225,44 +301,46 @@ OTA_PUBLIC_BASE_URL = env.str(
 # The HTTP edge of the vehicle and console listeners, applied while bytes arrive.
 # Request bodies: vehicles and clients presenting credentials, anonymous clients (firmware
 # uploads presenting credentials may reach FIRMWARE_MAX_UPLOAD_BYTES).
-OTA_MAX_BODY_BYTES = env.int("OTA_MAX_BODY_BYTES", default=8 * 1024**2)
-OTA_ANONYMOUS_MAX_BODY_BYTES = env.int("OTA_ANONYMOUS_MAX_BODY_BYTES", default=1024**2)
+OTA_MAX_BODY_BYTES = env_int("OTA_MAX_BODY_BYTES", default=8 * 1024**2, low=1)
+OTA_ANONYMOUS_MAX_BODY_BYTES = env_int("OTA_ANONYMOUS_MAX_BODY_BYTES", default=1024**2, low=1)
 # A request head (from the connection, or from its first byte on a kept-alive connection) must
 # be complete within this time, however slowly it trickles in.
-OTA_HTTP_HEAD_TIMEOUT_SECONDS = env.float("OTA_HTTP_HEAD_TIMEOUT_SECONDS", default=10.0)
+OTA_HTTP_HEAD_TIMEOUT_SECONDS = env_float("OTA_HTTP_HEAD_TIMEOUT_SECONDS", default=10.0, low=0.1)
 # A connection with no request in progress and nothing received for this long is closed.
-OTA_HTTP_IDLE_TIMEOUT_SECONDS = env.float("OTA_HTTP_IDLE_TIMEOUT_SECONDS", default=60.0)
-OTA_HTTP_MAX_HEADERS = env.int("OTA_HTTP_MAX_HEADERS", default=100)
-OTA_HTTP_MAX_HEAD_BYTES = env.int("OTA_HTTP_MAX_HEAD_BYTES", default=16 * 1024)
+OTA_HTTP_IDLE_TIMEOUT_SECONDS = env_float("OTA_HTTP_IDLE_TIMEOUT_SECONDS", default=60.0, low=0.1)
+OTA_HTTP_MAX_HEADERS = env_int("OTA_HTTP_MAX_HEADERS", default=100, low=1)
+OTA_HTTP_MAX_HEAD_BYTES = env_int("OTA_HTTP_MAX_HEAD_BYTES", default=16 * 1024, low=1)
 # Open connections per listener, in total and from one client address (vehicles behind
 # carrier NAT share addresses: keep the per-address bound generous).
-OTA_MAX_CONNECTIONS = env.int("OTA_MAX_CONNECTIONS", default=4096)
-OTA_MAX_CONNECTIONS_PER_IP = env.int("OTA_MAX_CONNECTIONS_PER_IP", default=256)
+OTA_MAX_CONNECTIONS = env_int("OTA_MAX_CONNECTIONS", default=4096, low=1)
+OTA_MAX_CONNECTIONS_PER_IP = env_int("OTA_MAX_CONNECTIONS_PER_IP", default=256, low=1)
 # HTTP requests running Django at once per process; the rest wait without a thread. Keep it
 # below DATABASE_POOL_MAX, which the MQTT front's and bridge's threads share.
-OTA_REQUEST_CONCURRENCY = env.int("OTA_REQUEST_CONCURRENCY", default=8)
+OTA_REQUEST_CONCURRENCY = env_int("OTA_REQUEST_CONCURRENCY", default=8, low=1)
 # An MQTT client must finish the TLS handshake and send its CONNECT within this time.
-OTA_MQTT_CONNECT_TIMEOUT_SECONDS = env.float("OTA_MQTT_CONNECT_TIMEOUT_SECONDS", default=10.0)
+OTA_MQTT_CONNECT_TIMEOUT_SECONDS = env_float(
+    "OTA_MQTT_CONNECT_TIMEOUT_SECONDS", default=10.0, low=0.1
+)
 # How often the listeners cut open connections whose client certificate was revoked since.
-OTA_REVOCATION_CHECK_SECONDS = env.float("OTA_REVOCATION_CHECK_SECONDS", default=5.0)
+OTA_REVOCATION_CHECK_SECONDS = env_float("OTA_REVOCATION_CHECK_SECONDS", default=5.0, low=0.1)
 
 # Encrypts the PKI's private keys on disk; read from PKI_KEY_PASSPHRASE_FILE or PKI_KEY_PASSPHRASE.
 PKI_KEY_PASSPHRASE = env_secret("PKI_KEY_PASSPHRASE", default="")
-PQC_DEFAULT_CONFIG = env.int("PQC_DEFAULT_CONFIG", default=1)
+PQC_DEFAULT_CONFIG = env_int("PQC_DEFAULT_CONFIG", default=1, low=0)
 PQC_ALLOW_CLASSICAL = env_bool("PQC_ALLOW_CLASSICAL", default=False)
 PQC_CONFIG_FILE = BASE_DIR / "config" / "pqc_configs.yaml"
 ECU_REGISTRY_FILE = BASE_DIR / "config" / "ecu_registry.yaml"
 
-FIRMWARE_MAX_UPLOAD_BYTES = env.int("FIRMWARE_MAX_UPLOAD_BYTES", default=4 * 1024**3)
-PACKAGE_ZSTD_LEVEL = env.int("PACKAGE_ZSTD_LEVEL", default=3)
+FIRMWARE_MAX_UPLOAD_BYTES = env_int("FIRMWARE_MAX_UPLOAD_BYTES", default=4 * 1024**3, low=1)
+PACKAGE_ZSTD_LEVEL = env_int("PACKAGE_ZSTD_LEVEL", default=3, low=1, high=22)
 # 0 = single-threaded compression, which is fastest when hashing shares a small machine.
-PACKAGE_ZSTD_THREADS = env.int("PACKAGE_ZSTD_THREADS", default=0)
+PACKAGE_ZSTD_THREADS = env_int("PACKAGE_ZSTD_THREADS", default=0, low=0)
 # "zstd-patch-from" (chosen by measurement, see docs/BENCHMARKS.md), "bsdiff4" or "none".
 PACKAGE_DELTA_ALGORITHM = env.str("PACKAGE_DELTA_ALGORITHM", default="zstd-patch-from")
-PACKAGE_DELTA_LEVEL = env.int("PACKAGE_DELTA_LEVEL", default=19)
-PACKAGE_DELTA_MAX_BYTES = env.int("PACKAGE_DELTA_MAX_BYTES", default=256 * 1024**2)
-OTA_PACKAGE_TTL_SECONDS = env.int("OTA_PACKAGE_TTL_SECONDS", default=30 * 86400)
-OTA_PACKAGE_REFRESH_SECONDS = env.int("OTA_PACKAGE_REFRESH_SECONDS", default=86400)
+PACKAGE_DELTA_LEVEL = env_int("PACKAGE_DELTA_LEVEL", default=19, low=1, high=22)
+PACKAGE_DELTA_MAX_BYTES = env_int("PACKAGE_DELTA_MAX_BYTES", default=256 * 1024**2, low=0)
+OTA_PACKAGE_TTL_SECONDS = env_int("OTA_PACKAGE_TTL_SECONDS", default=30 * 86400, low=1)
+OTA_PACKAGE_REFRESH_SECONDS = env_int("OTA_PACKAGE_REFRESH_SECONDS", default=86400, low=0)
 if PACKAGE_DELTA_ALGORITHM not in {"zstd-patch-from", "bsdiff4", "none"}:
     raise ImproperlyConfigured(
         f"PACKAGE_DELTA_ALGORITHM must be zstd-patch-from, bsdiff4 or none, got {PACKAGE_DELTA_ALGORITHM!r}"
@@ -290,10 +368,10 @@ RUNOTA_BACKGROUND_SERVICES = env.list(
 )
 # runota restarts a failed background service with backoff; past this many failures in a row
 # it stops with a non-zero exit status instead of serving without it.
-RUNOTA_SERVICE_MAX_RESTARTS = env.int("RUNOTA_SERVICE_MAX_RESTARTS", default=5)
+RUNOTA_SERVICE_MAX_RESTARTS = env_int("RUNOTA_SERVICE_MAX_RESTARTS", default=5, low=0)
 # Metrics (see docs/DEPLOYMENT.md): /metrics on the console listener for operators, and, when
 # set, on 127.0.0.1:OTA_METRICS_PORT without authentication for a local Prometheus agent.
-OTA_METRICS_PORT = env.int("OTA_METRICS_PORT", default=0)
+OTA_METRICS_PORT = env_int("OTA_METRICS_PORT", default=0, low=0, high=65535)
 # prometheus_client reads it itself: a directory shared by this host's server processes, emptied
 # before they start, so that each process's /metrics sums them all.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
@@ -316,14 +394,16 @@ _unknown_checks = set(OTA_READINESS_CHECKS) - {
 if _unknown_checks:
     raise ImproperlyConfigured(f"OTA_READINESS_CHECKS: unknown checks {sorted(_unknown_checks)}")
 # Package and media storage is unready below this much free space.
-OTA_READY_MIN_FREE_BYTES = env.int("OTA_READY_MIN_FREE_BYTES", default=256 * 1024**2)
+OTA_READY_MIN_FREE_BYTES = env_int("OTA_READY_MIN_FREE_BYTES", default=256 * 1024**2, low=0)
 # Readiness marks CA and server certificates this close to expiry as "expiring".
-OTA_CERT_WARN_DAYS = env.int("OTA_CERT_WARN_DAYS", default=30)
-OTA_CAMPAIGN_TICK_SECONDS = env.int("OTA_CAMPAIGN_TICK_SECONDS", default=5)
+OTA_CERT_WARN_DAYS = env_int("OTA_CERT_WARN_DAYS", default=30, low=0)
+OTA_CAMPAIGN_TICK_SECONDS = env_int("OTA_CAMPAIGN_TICK_SECONDS", default=5, low=1)
 
-OTA_VEHICLE_TIMEOUT_SECONDS = env.int("OTA_VEHICLE_TIMEOUT_SECONDS", default=6 * 3600)
+OTA_VEHICLE_TIMEOUT_SECONDS = env_int("OTA_VEHICLE_TIMEOUT_SECONDS", default=6 * 3600, low=1)
 # A download whose client reads nothing for this long is cut off (the listener's flow control).
-OTA_RESPONSE_STALL_TIMEOUT_SECONDS = env.int("OTA_RESPONSE_STALL_TIMEOUT_SECONDS", default=300)
+OTA_RESPONSE_STALL_TIMEOUT_SECONDS = env_int(
+    "OTA_RESPONSE_STALL_TIMEOUT_SECONDS", default=300, low=1
+)
 
 STORAGES = {
     "default": {
@@ -367,7 +447,7 @@ REST_FRAMEWORK = {
     ],
     "PAGE_SIZE": 100,
     "DEFAULT_THROTTLE_RATES": {
-        "vehicle": env.str("OTA_VEHICLE_THROTTLE", default="600/minute"),
+        "vehicle": env_rate("OTA_VEHICLE_THROTTLE", default="600/minute"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -389,6 +469,11 @@ if OTA_LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured(f"OTA_LOG_FORMAT must be plain or json, got {OTA_LOG_FORMAT!r}")
 # One line per HTTP request on both listeners (logger "ota.access").
 OTA_ACCESS_LOG = env_bool("OTA_ACCESS_LOG", default=True)
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").strip().upper()
+if not isinstance(logging.getLevelName(LOG_LEVEL), int):
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL; got {LOG_LEVEL!r}"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -397,7 +482,7 @@ LOGGING = {
         "json": {"()": "core.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": OTA_LOG_FORMAT}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "ota.access": {"level": "INFO" if OTA_ACCESS_LOG else "WARNING"},
         "django.db.backends": {"level": "INFO"},
@@ -415,7 +500,9 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 # The console speaks only HTTPS. Development keeps HSTS short: it binds the whole host name
 # (localhost), every port included.
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 3600)
+SECURE_HSTS_SECONDS = env_int(
+    "SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 3600, low=0
+)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 
 # Scripts and styles only from our static files; style attributes stay allowed for the
@@ -441,10 +528,10 @@ CONTENT_SECURITY_POLICY = {
 # TOKEN_TTL is the lifetime of a token from the login endpoint; `manage.py api_token create`
 # sets its own.
 REST_KNOX = {
-    "TOKEN_TTL": datetime.timedelta(hours=env.int("OTA_API_TOKEN_TTL_HOURS", default=10)),
+    "TOKEN_TTL": datetime.timedelta(hours=env_int("OTA_API_TOKEN_TTL_HOURS", default=10, low=1)),
     "AUTH_HEADER_PREFIX": "Token",
 }
-OTA_TOKEN_LOGIN_THROTTLE = env.str("OTA_TOKEN_LOGIN_THROTTLE", default="10/minute")
+OTA_TOKEN_LOGIN_THROTTLE = env_rate("OTA_TOKEN_LOGIN_THROTTLE", default="10/minute")
 
 # Failed logins (console, admin, token endpoint) lock out that user name from that client
 # address for a while (django-axes); each failure is audited.
@@ -452,8 +539,10 @@ AUTHENTICATION_BACKENDS = [
     "core.auth.LoginLockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = env.int("OTA_LOGIN_FAILURE_LIMIT", default=5)
-AXES_COOLOFF_TIME = datetime.timedelta(minutes=env.int("OTA_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_FAILURE_LIMIT = env_int("OTA_LOGIN_FAILURE_LIMIT", default=5, low=1)
+AXES_COOLOFF_TIME = datetime.timedelta(
+    minutes=env_int("OTA_LOGIN_LOCKOUT_MINUTES", default=15, low=1)
+)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "core.login_audit.lockout_response"

@@ -8,7 +8,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import OperationalError, connection
 from django.utils.module_loading import import_string
+from twisted.internet.error import CannotListenError
 
 import pqc.server
 from core import health
@@ -22,6 +24,33 @@ def _id_list(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise CommandError(f"--configs: {text!r} is not a comma-separated list of ids") from None
+
+
+def _check_database() -> None:
+    """Fail in seconds with one line, rather than serve while every request waits for the pool."""
+    try:
+        connection.ensure_connection()
+    except OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        db = settings.DATABASES["default"]
+        where = (
+            db["NAME"]
+            if not db.get("HOST")
+            else f"{db['NAME']} at {db['HOST']}:{db.get('PORT') or 5432}"
+        )
+        raise CommandError(f"database {where} is unreachable: {reason} (check DATABASE_URL)")
+    finally:
+        # The listeners' threads open their own connections.
+        connection.close()
+
+
+def _check_default_configuration(policy: Any) -> None:
+    accepted = [config.id for config in policy.configurations]
+    if settings.PQC_DEFAULT_CONFIG not in accepted:
+        raise CommandError(
+            f"PQC_DEFAULT_CONFIG={settings.PQC_DEFAULT_CONFIG} is not an accepted configuration; "
+            f"choose one of {', '.join(map(str, accepted))}"
+        )
 
 
 class Command(BaseCommand):
@@ -46,6 +75,7 @@ class Command(BaseCommand):
 
         from otaproject.asgi import application
 
+        _check_database()
         pki = FleetPki.from_settings()
         if not pki.server_families():
             raise CommandError("no server certificates: run `manage.py pqc_pki init` first")
@@ -62,11 +92,18 @@ class Command(BaseCommand):
                 allow_classical=options["allow_classical"],
                 action_logger=AccessLogGenerator(sys.stdout) if options["verbosity"] > 1 else None,
             )
+            _check_default_configuration(listeners.vehicle.policy)
             ports = listeners.listen()
         except (CatalogueError, PkiError, TlsConfigError) as exc:
             raise CommandError(str(exc)) from None
         except OSError as exc:
             raise CommandError(f"cannot listen: {exc}") from None
+        except CannotListenError as exc:
+            reason = exc.socketError.strerror if exc.socketError else "refused"
+            raise CommandError(
+                f"cannot listen on {exc.interface}:{exc.port}: {reason.lower()} "
+                "(another server running? choose another port)"
+            ) from None
         self._announce(listeners, ports)
         stop = threading.Event()
         reactor = pqc.server.reactor

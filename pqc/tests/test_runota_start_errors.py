@@ -1,0 +1,80 @@
+"""runota refuses to start with one line and a non-zero exit when something it needs is wrong."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pqc.tests.test_runota_command import MANAGE, _env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A var/ with a migrated database and a fleet PKI, as scripts/serve leaves it."""
+    var_dir = tmp_path_factory.mktemp("runota-var")
+    for args in (["migrate", "-v0"], ["pqc_pki", "init"]):
+        subprocess.run([sys.executable, MANAGE, *args], env=_env(var_dir), check=True,
+                       capture_output=True, timeout=300)  # fmt: skip
+    return var_dir
+
+
+def _runota(var_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, MANAGE, "runota", "--vehicle-port", "0", "--console-port", "0", *args],
+        env={**_env(var_dir), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _last_line(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    # Nothing announced: the listeners were never up.
+    assert "vehicle API" not in done.stdout
+    return done.stderr.strip().splitlines()[-1]
+
+
+def test_a_port_in_use_is_one_line(prepared) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _runota(prepared, "--console-port", str(port))
+    assert _last_line(done) == (
+        f"CommandError: cannot listen on 127.0.0.1:{port}: address already in use "
+        "(another server running? choose another port)"
+    )
+
+
+def test_a_default_configuration_that_is_not_accepted_is_refused(prepared) -> None:
+    done = _runota(prepared, PQC_DEFAULT_CONFIG="99")
+    assert _last_line(done).startswith(
+        "CommandError: PQC_DEFAULT_CONFIG=99 is not an accepted configuration; choose one of "
+    )
+
+
+def test_a_database_that_cannot_be_opened_stops_the_start(prepared) -> None:
+    done = _runota(prepared, DATABASE_URL="sqlite:////nonexistent/dir/ota.sqlite3")
+    assert _last_line(done) == (
+        "CommandError: database /nonexistent/dir/ota.sqlite3 is unreachable: "
+        "unable to open database file (check DATABASE_URL)"
+    )
+
+
+def test_a_missing_server_certificate_says_how_to_make_one(prepared, tmp_path) -> None:
+    var_dir = tmp_path / "var"
+    shutil.copytree(prepared, var_dir)
+    (var_dir / "pki" / "server" / "ecdsa-p256" / "server.crt").unlink()
+    done = _runota(var_dir)
+    assert _last_line(done) == (
+        "CommandError: server certificate for ecdsa-p256 is missing; run `manage.py pqc_pki init`"
+    )
