@@ -88,15 +88,20 @@ def new_root(
     version: int = 1,
     thresholds: Mapping[str, int] | None = None,
     expires: dt.datetime | None = None,
+    hybrid: bool = True,
 ) -> Metadata[Root]:
-    """A root naming each top-level role's keys; the threshold defaults to all of them."""
+    """A root naming each top-level role's keys; the threshold defaults to all of them.
+
+    `hybrid=False` only for the benchmark's single-algorithm baselines.
+    """
     root = Root(version=version, expires=expires or expiry("root"), consistent_snapshot=False)
     for name in TOP_LEVEL_ROLES:
         root.roles[name] = Role([], threshold=1)
         for key in role_keys[name]:
             root.add_key(key, name)
         root.roles[name].threshold = (thresholds or {}).get(name, len(role_keys[name]))
-    check_hybrid_root(root)
+    if hybrid:
+        check_hybrid_root(root)
     return Metadata(root)
 
 

@@ -30,12 +30,13 @@ class Repository:
     versions: dict[str, int] = field(default_factory=dict)
     root: Metadata[Root] | None = None
     delegated_signers: dict[str, list[Signer]] = field(default_factory=dict)
+    hybrid: bool = True
 
     @classmethod
     def create(
-        cls, base_url: str, *, key_factory: KeyFactory = generate_role_signers
+        cls, base_url: str, *, key_factory: KeyFactory = generate_role_signers, hybrid: bool = True
     ) -> Repository:
-        repo = cls(base_url, {role: key_factory(role) for role in TOP_LEVEL_ROLES})
+        repo = cls(base_url, {role: key_factory(role) for role in TOP_LEVEL_ROLES}, hybrid=hybrid)
         repo.publish_root()
         return repo
 
@@ -57,7 +58,11 @@ class Repository:
         `signed_by` (the previous root's keys, when rotating)."""
         role_keys = {role: [s.public_key for s in self.signers[role]] for role in TOP_LEVEL_ROLES}
         root = md.new_root(
-            role_keys, version=self._bump("root"), thresholds=thresholds, expires=expires
+            role_keys,
+            version=self._bump("root"),
+            thresholds=thresholds,
+            expires=expires,
+            hybrid=self.hybrid,
         )
         signers = {id(s): s for s in [*(signed_by or []), *self.signers["root"]]}
         data = md.to_bytes(md.sign(root, signers.values()))

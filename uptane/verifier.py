@@ -87,9 +87,12 @@ class PrimaryVerifier:
         ecus: Mapping[str, str],
         image_root: bytes | None = None,
         director_root: bytes | None = None,
+        require_hybrid: bool = True,
     ) -> None:
         """`ecus` maps each ECU id of this vehicle to its hardware id; the roots are needed
-        only the first time, afterwards the persisted trusted roots are used."""
+        only the first time, afterwards the persisted trusted roots are used.
+        `require_hybrid=False` only for the benchmark's single-algorithm baselines."""
+        self.require_hybrid = require_hybrid
         self.state_dir = Path(state_dir)
         self.ecus = dict(ecus)
         self._repositories = {
@@ -121,7 +124,8 @@ class PrimaryVerifier:
         except (RepositoryError, DownloadError) as exc:
             raise VerificationError(f"{name}_{type(exc).__name__}", str(exc)) from exc
         try:
-            check_hybrid_root(self._trusted(name, Root))
+            if self.require_hybrid:
+                check_hybrid_root(self._trusted(name, Root))
         except (MetadataPolicyError, InvalidKeyError) as exc:
             raise VerificationError(f"{name}_not_hybrid", str(exc)) from exc
         return updater
