@@ -31,6 +31,7 @@ from firmware.otap import OtapError, TrustSet, extract_package, verify_package
 from firmware.signing import SigningError
 from simulator.ecus import SimulatedEcu
 from simulator.https import RANGE_CHUNK, HttpsError, VehicleHttps, possession_proof
+from uptane.verifier import PrimaryVerifier, check_packages
 
 logger = logging.getLogger("simulator.ota")
 
@@ -96,6 +97,9 @@ class OtaAgent:
     mqtt_status: Callable[..., Any] | None = None
     outcomes: list[UpdateOutcome] = field(default_factory=list)
     phase: str = "idle"
+    # Uptane full verification (simulator.uptane): when set, only images both repositories
+    # approved are installed.
+    uptane: PrimaryVerifier | None = None
 
     def __post_init__(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -412,6 +416,8 @@ class OtaAgent:
                 )
             check_package_fits(package, zone=zone, targets=targets, ecu_zones=self.ecu_zones)
             verified[zone] = package
+        if self.uptane is not None:
+            check_packages(self.uptane.refresh(), verified.values())
         return verified
 
     def _install(

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tuf.api.exceptions import DownloadError, RepositoryError
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets
@@ -35,7 +36,7 @@ VEHICLE_LIMITS = UpdaterConfig(
 )
 
 
-class VerificationError(Exception):
+class VerificationError(ValueError):
     """The metadata or an image failed a check; nothing from this round may be installed."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -180,6 +181,24 @@ class PrimaryVerifier:
                 "wrong_hardware", f"{path} is not released for hardware {hardware_id!r}"
             )
         return ApprovedImage(ecu_id, hardware_id, path, target.length, _hash_of(target))
+
+
+def check_packages(approved: Iterable[ApprovedImage], packages: Iterable[Any]) -> None:
+    """Every image in the OTAP packages (the transport) is one both repositories approved for
+    that ECU, byte for byte: same length and SHA-256 of the installed image."""
+    by_ecu = {image.ecu_id: image for image in approved}
+    for package in packages:
+        for entry in package.entries:
+            image = by_ecu.get(entry.ecu_id)
+            if image is None:
+                raise VerificationError(
+                    "not_directed", f"the package updates {entry.ecu_id}, the director does not"
+                )
+            if entry.image_sha256.hex() != image.sha256 or entry.image_size != image.length:
+                raise VerificationError(
+                    "package_mismatch",
+                    f"{entry.ecu_id}: the package's image is not {image.path} of the metadata",
+                )
 
 
 def verify_image(image: ApprovedImage, data: bytes) -> None:

@@ -201,3 +201,25 @@ def test_partial_verification_refuses_rollback_forgery_expiry_and_hardware(
         _partial(fleet, tmp_path, hardware="ECM-HW-1.0").verify(_director_targets(fleet))
     with pytest.raises(VerificationError, match="malformed"):
         _partial(fleet, tmp_path).verify(b"{not json")
+
+
+def test_packages_must_carry_exactly_the_approved_images(fleet) -> None:
+    from types import SimpleNamespace
+
+    from uptane.verifier import check_packages
+
+    (approved,) = fleet.verifier().refresh()
+
+    def package(ecu_id: str, data: bytes):
+        import hashlib
+
+        entry = SimpleNamespace(
+            ecu_id=ecu_id, image_sha256=hashlib.sha256(data).digest(), image_size=len(data)
+        )
+        return SimpleNamespace(entries=[entry])
+
+    check_packages([approved], [package("ECM-01", IMAGE)])
+    with pytest.raises(VerificationError, match="package_mismatch|is not"):
+        check_packages([approved], [package("ECM-01", b"other build")])
+    with pytest.raises(VerificationError, match="the director does not"):
+        check_packages([approved], [package("ECM-01", IMAGE), package("BCM-01", b"x")])
