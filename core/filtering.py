@@ -27,7 +27,7 @@ def check_parameters(request: Request, view: Any) -> None:
     """400 naming every query parameter the view's filters and pagination do not take."""
     filterset = getattr(view, "filterset_class", None)
     known = set(filterset.base_filters) if filterset is not None else set()
-    known.update(getattr(view.pagination_class, "query_params", ()))
+    known.update(getattr(getattr(view, "pagination_class", None), "query_params", ()))
     known.update(getattr(view, "extra_query_params", ()))
     known.add("format")  # content negotiation checks its own value
     unknown = sorted(set(request.query_params) - known)

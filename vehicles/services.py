@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core.api import ConflictError, DomainError
@@ -269,6 +269,40 @@ def record_vci(*, vehicle: Vehicle, vci: Any, source: str = "http") -> VciResult
     )
 
 
+ECU_REPORTED_FIELDS = (
+    "sw_version",
+    "sw_version_key",
+    "hardware_version",
+    "part_number",
+    "supplier",
+    "serial_number",
+    "updated_at",
+)
+
+
+def _write_reported_fields(ecus: list[Ecu]) -> None:
+    """Write what a VCI reports of these ECUs: one UPDATE per row, sent in one executemany.
+
+    `bulk_update` builds a CASE expression per field and row; for the 100 ECUs a first report
+    fills in (registration knows no part numbers, suppliers or serials) that cost about 100 ms
+    of Python per vehicle, seven times the rest of the report.
+    """
+    now = timezone.now()
+    fields = [Ecu._meta.get_field(name) for name in ECU_REPORTED_FIELDS]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    sql = f"UPDATE {quote(Ecu._meta.db_table)} SET {assignments} WHERE {quote('id')} = %s"
+    rows = []
+    for ecu in ecus:
+        ecu.updated_at = now
+        values = [
+            field.get_db_prep_save(getattr(ecu, field.attname), connection) for field in fields
+        ]
+        rows.append([*values, ecu.pk])
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
 def _apply_vci(
     vehicle: Vehicle, entries: list[dict[str, str]], known: dict[str, Ecu]
 ) -> list[SoftwareChange]:
@@ -303,17 +337,7 @@ def _apply_vci(
                 setattr(ecu, name, value)
             dirty.append(ecu)
     if dirty:
-        Ecu.objects.bulk_update(
-            dirty,
-            [
-                "sw_version",
-                "sw_version_key",
-                "hardware_version",
-                "part_number",
-                "supplier",
-                "serial_number",
-            ],
-        )
+        _write_reported_fields(dirty)
     if changes:
         SoftwareChange.objects.bulk_create(changes)
     return changes

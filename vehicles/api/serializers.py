@@ -183,3 +183,16 @@ class SavedFilterWriteSerializer(serializers.Serializer):
         if len(value) > 30:
             raise serializers.ValidationError("at most 30 parameters")
         return value
+
+
+class VersionRowSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    count = serializers.IntegerField()
+    by_model = serializers.DictField(child=serializers.IntegerField())
+
+
+class VersionReportSerializer(serializers.Serializer):
+    ecu = serializers.CharField()
+    total = serializers.IntegerField(help_text="ECUs of this type in the (filtered) fleet")
+    models = serializers.ListField(child=serializers.CharField())
+    versions = VersionRowSerializer(many=True, help_text="newest version first")

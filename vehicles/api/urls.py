@@ -7,6 +7,7 @@ from vehicles.api import views
 app_name = "vehicles-api"
 
 urlpatterns = [
+    path("reports/versions", views.VersionReportView.as_view(), name="version-report"),
     path("saved-filters", views.SavedFilterListView.as_view(), name="saved-filter-list"),
     path("saved-filters/<int:pk>", views.SavedFilterDetailView.as_view(), name="saved-filter"),
     path(

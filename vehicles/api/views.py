@@ -10,10 +10,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api import DomainError
 from core.filtering import StrictFilterBackend, check_parameters
 from core.pagination import KeysetPagination
 from core.permissions import IsFleetEngineer, IsOperator, IsVehicle, IsViewer, vehicle_identity
-from ecus.models import SoftwareChange
+from ecus.models import EcuType, SoftwareChange
 from vehicles.api import schema  # noqa: F401  (registers the mutual-TLS security scheme)
 from vehicles.api.access import IsVehicleOrViewer, VehicleThrottled, vehicle_for
 from vehicles.api.serializers import (
@@ -27,9 +28,11 @@ from vehicles.api.serializers import (
     VehicleBriefSerializer,
     VehicleRegisterSerializer,
     VehicleSerializer,
+    VersionReportSerializer,
 )
 from vehicles.filters import VehicleFilter, filter_vehicles
 from vehicles.models import SavedFilter, VciSnapshot, Vehicle
+from vehicles.reports import version_report
 from vehicles.services import (
     create_saved_filter,
     delete_saved_filter,
@@ -204,3 +207,27 @@ class SavedFilterVehiclesView(VehicleListView):
         saved = get_object_or_404(SavedFilter, pk=self.kwargs["pk"])
         check_parameters(self.request, self)
         return filter_vehicles(saved.query, Vehicle.objects.for_list())
+
+
+class VersionReportView(APIView):
+    """How many ECUs of one type run each version, per model, in the fleet or a filtered part."""
+
+    permission_classes = [IsViewer]
+    filterset_class = VehicleFilter
+
+    @extend_schema(
+        parameters=[OpenApiParameter("ecu", str, required=True, description="ECU type code")],
+        responses=VersionReportSerializer,
+    )
+    def get(self, request: Request) -> Response:
+        check_parameters(request, self)
+        ecu_code = request.query_params.get("ecu")
+        if not ecu_code:
+            raise DomainError("the ECU type to report on, e.g. ecu=ECM", field="ecu")
+        ecu_type = EcuType.objects.filter(code=ecu_code).first()
+        if ecu_type is None:
+            raise DomainError(f"no ECU type {ecu_code!r}", field="ecu")
+        query = {k: v for k, v in request.query_params.items() if k not in ("ecu", "format")}
+        vehicles = filter_vehicles(query) if query else None
+        report = version_report(ecu_type, vehicles=vehicles)
+        return Response(VersionReportSerializer(report).data)
