@@ -377,11 +377,13 @@ OTA_METRICS_PORT = env_int("OTA_METRICS_PORT", default=0, low=0, high=65535)
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 # Webhooks (webhooks/): plain http:// targets only outside production unless allowed.
 OTA_WEBHOOK_ALLOW_HTTP = env_bool("OTA_WEBHOOK_ALLOW_HTTP", default=not PRODUCTION)
-OTA_WEBHOOK_TIMEOUT_SECONDS = env.float("OTA_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+OTA_WEBHOOK_TIMEOUT_SECONDS = env_float("OTA_WEBHOOK_TIMEOUT_SECONDS", default=5.0, low=0.1)
 # Attempts of one delivery before it is given up, and the backoff between them (doubling).
-OTA_WEBHOOK_MAX_ATTEMPTS = env.int("OTA_WEBHOOK_MAX_ATTEMPTS", default=8)
-OTA_WEBHOOK_BACKOFF_SECONDS = env.float("OTA_WEBHOOK_BACKOFF_SECONDS", default=30.0)
-OTA_WEBHOOK_BACKOFF_MAX_SECONDS = env.float("OTA_WEBHOOK_BACKOFF_MAX_SECONDS", default=3600.0)
+OTA_WEBHOOK_MAX_ATTEMPTS = env_int("OTA_WEBHOOK_MAX_ATTEMPTS", default=8, low=1)
+OTA_WEBHOOK_BACKOFF_SECONDS = env_float("OTA_WEBHOOK_BACKOFF_SECONDS", default=30.0, low=0)
+OTA_WEBHOOK_BACKOFF_MAX_SECONDS = env_float(
+    "OTA_WEBHOOK_BACKOFF_MAX_SECONDS", default=3600.0, low=0
+)
 # What /readyz checks besides the background services (see core/health.py); a process without
 # MQTT work may leave out "broker".
 OTA_READINESS_CHECKS = env.list(
