@@ -628,9 +628,7 @@ class OtaListeners:
                 revocation=revocation,
                 families=self.vehicle.families,
             )
-            self._bind(
-                VEHICLE, self.vehicle.port, vehicle_ctx, self.asgi.http_factory, mutual=True
-            )
+            self._bind(VEHICLE, self.vehicle.port, vehicle_ctx, self.asgi.http_factory, mutual=True)
         if CONSOLE in self.http_listeners:
             console_ctx = build_server_context(
                 pki=self.pki,

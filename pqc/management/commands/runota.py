@@ -53,6 +53,28 @@ def _check_default_configuration(policy: Any) -> None:
         )
 
 
+# The parts of the server one process may run (`--role`); all of them by default.
+ROLES = ("vehicle-api", "console", "mqtt-front", "bridge", "worker")
+TLS_ROLES = {"vehicle-api": "vehicle", "console": "console", "mqtt-front": "mqtt"}
+# Background services of the bridge role; any other in RUNOTA_BACKGROUND_SERVICES is a worker's.
+BRIDGE_SERVICES = {"core.mqtt.broker.start", "core.mqtt.bridge.start"}
+
+
+def _role_list(text: str) -> list[str]:
+    roles = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [role for role in roles if role not in ROLES]
+    if unknown or not roles:
+        raise CommandError(
+            f"--role: {', '.join(unknown) or 'nothing'} is not a role; "
+            f"choose from {','.join(ROLES)}"
+        )
+    return roles
+
+
+def role_of_service(dotted: str) -> str:
+    return "bridge" if dotted in BRIDGE_SERVICES else "worker"
+
+
 class Command(BaseCommand):
     help = (
         "Serve the vehicle API (mutual PQC-TLS), the operator console (PQC-TLS) and the MQTT "
@@ -65,6 +87,11 @@ class Command(BaseCommand):
         parser.add_argument("--console-port", type=int, default=None)
         parser.add_argument("--mqtt-port", type=int, default=None)
         parser.add_argument("--no-mqtt", action="store_true", help="Do not start the MQTT front.")
+        parser.add_argument(
+            "--role",
+            default=",".join(ROLES),
+            help=f"Comma-separated parts to run (default all): {','.join(ROLES)}.",
+        )
         parser.add_argument("--configs", type=_id_list, default=None,
                             help="Accept only these configuration ids, e.g. 1,4,13.")  # fmt: skip
         parser.add_argument("--allow-classical", action="store_true", default=None,
@@ -76,8 +103,10 @@ class Command(BaseCommand):
         from otaproject.asgi import application
 
         _check_database()
+        roles = _role_list(options["role"])
+        listeners_wanted = [TLS_ROLES[role] for role in roles if role in TLS_ROLES]
         pki = FleetPki.from_settings()
-        if not pki.server_families():
+        if listeners_wanted and not pki.server_families():
             raise CommandError("no server certificates: run `manage.py pqc_pki init` first")
         try:
             listeners = pqc.server.listeners_from_settings(
@@ -87,13 +116,17 @@ class Command(BaseCommand):
                 vehicle_port=options["vehicle_port"],
                 console_port=options["console_port"],
                 mqtt_port=options["mqtt_port"],
-                with_mqtt=not options["no_mqtt"],
+                with_mqtt="mqtt-front" in roles and not options["no_mqtt"],
                 accept=options["configs"],
                 allow_classical=options["allow_classical"],
                 action_logger=AccessLogGenerator(sys.stdout) if options["verbosity"] > 1 else None,
             )
             _check_default_configuration(listeners.vehicle.policy)
-            ports = listeners.listen()
+            listeners.http_listeners = tuple(
+                name for name in listeners_wanted if name in ("vehicle", "console")
+            )
+            listeners.reuse_port = settings.OTA_REUSE_PORT
+            ports = listeners.listen() if listeners_wanted else {}
         except (CatalogueError, PkiError, TlsConfigError) as exc:
             raise CommandError(str(exc)) from None
         except OSError as exc:
@@ -115,7 +148,18 @@ class Command(BaseCommand):
             given_up.append(name)
             reactor.callFromThread(reactor.stop)
 
-        self._start_background_services(stop, give_up)
+        self._start_background_services(stop, give_up, roles)
+        if settings.OTA_METRICS_PORT:
+            import otaproject.metrics  # noqa: F401 (registers the fleet figures)
+            from core import metrics
+
+            try:
+                metrics.serve_on_loopback(settings.OTA_METRICS_PORT)
+            except OSError as exc:
+                raise CommandError(f"OTA_METRICS_PORT={settings.OTA_METRICS_PORT}: {exc}") from None
+            self.stdout.write(
+                f"metrics        http://127.0.0.1:{settings.OTA_METRICS_PORT}/metrics"
+            )
         reactor.addSystemEventTrigger("before", "shutdown", stop.set)
         asyncio.set_event_loop(reactor._asyncioEventloop)
         reactor.run(installSignalHandlers=True)
@@ -128,12 +172,14 @@ class Command(BaseCommand):
     def _announce(self, listeners: pqc.server.OtaListeners, ports: dict[str, int]) -> None:
         host = listeners.host
         policy = listeners.vehicle.policy
-        self.stdout.write(
-            f"vehicle API    https://{host}:{ports['vehicle']}  (client certificate required)"
-        )
-        self.stdout.write(
-            f"console/admin  https://{host}:{ports['console']}  (server certificate only)"
-        )
+        if "vehicle" in ports:
+            self.stdout.write(
+                f"vehicle API    https://{host}:{ports['vehicle']}  (client certificate required)"
+            )
+        if "console" in ports:
+            self.stdout.write(
+                f"console/admin  https://{host}:{ports['console']}  (server certificate only)"
+            )
         if "mqtt" in ports:
             host_port = listeners.mqtt_upstream or ("?", 0)
             upstream = f"{host_port[0]}:{host_port[1]}"
@@ -149,9 +195,11 @@ class Command(BaseCommand):
         self.stdout.write(f"groups offered: {':'.join(policy.groups)}")
 
     def _start_background_services(
-        self, stop: threading.Event, give_up: Callable[[str], None]
+        self, stop: threading.Event, give_up: Callable[[str], None], roles: list[str]
     ) -> None:
         for dotted in settings.RUNOTA_BACKGROUND_SERVICES:
+            if role_of_service(dotted) not in roles:
+                continue
             try:
                 start = import_string(dotted)
             except ImportError as exc:

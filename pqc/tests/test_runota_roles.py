@@ -1,0 +1,87 @@
+"""runota --role: a process runs only some parts; several share a port with OTA_REUSE_PORT."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pqc.catalogue import get_configuration
+from pqc.client import ClientCredentials, https_request
+from pqc.management.commands.runota import ROLES, role_of_service
+from pqc.tests.test_runota_command import MANAGE, _env, _read_until
+
+CONFIG_ECDSA = 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_background_services_belong_to_the_bridge_or_the_worker_role() -> None:
+    assert role_of_service("core.mqtt.broker.start") == "bridge"
+    assert role_of_service("core.mqtt.bridge.start") == "bridge"
+    for worker in ("ota.worker.start", "webhooks.worker.start", "diagnostics.worker.start"):
+        assert role_of_service(worker) == "worker"
+    assert ROLES == ("vehicle-api", "console", "mqtt-front", "bridge", "worker")
+
+
+@pytest.mark.slow
+def test_split_roles_share_a_port_and_run_only_their_parts(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    for args in (["migrate", "-v0"], ["pqc_pki", "init"]):
+        subprocess.run([sys.executable, MANAGE, *args], env=env, check=True,
+                       capture_output=True, timeout=300)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, MANAGE, "runota", "--role", "console,everything"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "CommandError: --role: everything is not a role; "
+        "choose from vehicle-api,console,mqtt-front,bridge,worker"
+    )
+
+    console_port, metrics_port = free_port(), free_port()
+    shared = {**env, "OTA_REUSE_PORT": "1"}
+    command = [sys.executable, MANAGE, "runota", "--console-port", str(console_port), "--role"]
+    with_worker = subprocess.Popen(
+        [*command, "console,worker"],
+        env={**shared, "OTA_METRICS_PORT": str(metrics_port)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    console_only = subprocess.Popen(
+        [*command, "console"], env=shared,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        first = _read_until(with_worker, "metrics ", time.monotonic() + 60)
+        second = _read_until(console_only, "groups offered", time.monotonic() + 60)
+        for banner in (first, second):
+            assert f"console/admin  https://127.0.0.1:{console_port}" in banner
+            assert "vehicle API" not in banner and "MQTT TLS front" not in banner
+        assert "started pqc.tests.background_marker.start" in first
+        assert "started " not in second
+        # Both processes answer on the one port (the kernel picks one per connection).
+        for _ in range(4):
+            answer = https_request(
+                "127.0.0.1", console_port, "GET", "/healthz",
+                config=get_configuration(CONFIG_ECDSA),
+                credentials=ClientCredentials(ca=tmp_path / "pki" / "ca-bundle.pem"),
+                server_hostname="localhost",
+            )  # fmt: skip
+            assert answer.status == 200
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert b"ota_worker_lag_seconds" in response.read()
+    finally:
+        for proc in (with_worker, console_only):
+            proc.terminate()
+            proc.wait(timeout=30)
