@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -30,6 +31,16 @@ def _pairs(values: Sequence[str] | None, option: str) -> dict[str, str]:
             raise OtactlError(f"{option}: {value!r} is not KEY=VALUE")
         pairs[key] = text
     return pairs
+
+
+def _param_value(text: str) -> Any:
+    """A list or object is given as JSON (dids=["0xF190"]); anything else stays a string."""
+    if text.startswith(("[", "{")):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise OtactlError(f"--param: {text!r} is not valid JSON") from None
+    return text
 
 
 def _print(args: argparse.Namespace, data: Any, human: str) -> None:
@@ -269,7 +280,7 @@ def cmd_diagnostics_send(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {
         "vin": args.vin,
         "service": args.service,
-        "params": _pairs(args.param, "--param"),
+        "params": {k: _param_value(v) for k, v in _pairs(args.param, "--param").items()},
         "timeout_ms": args.timeout_ms,
     }
     payload.update({"ecu_id": args.ecu} if args.ecu else {"zone": args.zone})
@@ -422,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--ecu", help="ECU id, e.g. ECU_001")
     send.add_argument("--zone", help="zonal gateway id (functional request)")
     send.add_argument("--service", required=True, help='e.g. 0x22 or "ReadDataByIdentifier"')
-    send.add_argument("--param", action="append", metavar="KEY=VALUE")
+    send.add_argument("--param", action="append", metavar="KEY=VALUE",
+                      help='a service parameter, e.g. dids=["0xF190"] (JSON for lists)')  # fmt: skip
     send.add_argument("--timeout-ms", type=int, default=5000)
     send.add_argument("--wait", action="store_true", help="wait for the answers")
 

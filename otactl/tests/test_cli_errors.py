@@ -215,3 +215,22 @@ def test_the_page_footer_names_the_option_for_the_next_page() -> None:
                  "results": [{}, {}]}  # fmt: skip
     assert render.page_footer(by_offset) == "2 of 3; next page: --offset 2"
     assert render.page_footer({"count": 1, "next": None, "results": [{}]}) == "1 of 1"
+
+
+def test_diagnostics_params_take_json_lists_and_refuse_broken_json(capsys, monkeypatch, ca):
+    monkeypatch.setenv("OTACTL_TOKEN", "t")
+    sent = {}
+
+    def post(self, path, payload=None):
+        sent.update(payload)
+        return {"request_id": "r1", "status": "sent", "results": []}
+
+    monkeypatch.setattr(Console, "post", post)
+    argv = ["--ca", str(ca), "diagnostics", "send", "--vin", "V", "--ecu", "ECU_001",
+            "--service", "0x22", "--param", 'dids=["0xF190"]', "--param", "level=1"]  # fmt: skip
+    status, out, _ = _run(capsys, *argv)
+    assert status == 0 and "request r1: sent" in out
+    assert sent["params"] == {"dids": ["0xF190"], "level": "1"}
+    status, _, err = _run(capsys, *argv[:-2], "--param", "dids=[0xF190")
+    assert status == 1
+    assert "--param: '[0xF190' is not valid JSON" in _one_line(err)
