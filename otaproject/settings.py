@@ -247,6 +247,12 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
     )
 
+# The database password from a mounted secret (DATABASE_PASSWORD_FILE), so that DATABASE_URL,
+# visible in process listings and manifests, need not carry it.
+_database_password = env_secret("DATABASE_PASSWORD", default="")
+if _database_password:
+    DATABASES["default"]["PASSWORD"] = _database_password
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_url(
