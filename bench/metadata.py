@@ -75,7 +75,7 @@ def _repositories(factory: Callable[[str], list[Signer]], hybrid: bool) -> dict[
     director.publish_targets(
         [
             md.director_target(
-                "ECM/2.0.0", length=len(IMAGE), sha256=sha, ecu_id="ECU_001", hardware_id="ECM/2.0"
+                "ECM/2.0.0", length=len(IMAGE), sha256=sha, ecus={"ECU_001": "ECM/2.0"}
             )
         ],
         expires=md.now() + dt.timedelta(days=7),

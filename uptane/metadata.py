@@ -113,12 +113,28 @@ def image_target(
     return TargetFile(length, {"sha256": sha256}, path, {"custom": custom})
 
 
-def director_target(
-    path: str, *, length: int, sha256: str, ecu_id: str, hardware_id: str
-) -> TargetFile:
-    """A director entry: install this image on this ECU of this vehicle."""
-    custom = {"ecu_identifier": ecu_id, "hardware_identifier": hardware_id}
+def director_target(path: str, *, length: int, sha256: str, ecus: Mapping[str, str]) -> TargetFile:
+    """A director entry: install this image on these ECUs of this vehicle.
+
+    `ecus` maps ECU id to hardware id. TUF keys targets by path, so one image for several
+    ECUs (three ECMs of one type) is one entry naming them all.
+    """
+    custom = {
+        "ecu_identifiers": {ecu: {"hardware_identifier": hw} for ecu, hw in sorted(ecus.items())}
+    }
     return TargetFile(length, {"sha256": sha256}, path, {"custom": custom})
+
+
+def directed_ecus(target: TargetFile) -> dict[str, str]:
+    """ECU id -> hardware id of a director entry ({} when it names none, or malformed)."""
+    custom = target.custom if isinstance(target.custom, dict) else {}
+    named = custom.get("ecu_identifiers")
+    if not isinstance(named, dict):
+        return {}
+    return {
+        str(ecu): str(info.get("hardware_identifier", "")) if isinstance(info, dict) else ""
+        for ecu, info in named.items()
+    }
 
 
 def new_targets(

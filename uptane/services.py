@@ -428,21 +428,24 @@ def _director_targets_for(vehicle: Vehicle) -> list[TargetFile]:
             version__in={e.target_sw_version for e in ecus},
         ).select_related("ecu_type")
     }
-    targets = []
+    directed: dict[int, dict[str, str]] = {}
+    releases: dict[int, Firmware] = {}
     for ecu in ecus:
         release = firmware.get((ecu.ecu_type_id, ecu.target_sw_version))
-        if release is None:
-            continue
-        targets.append(
-            md.director_target(
-                target_path(release),
-                length=release.size,
-                sha256=release.sha256,
-                ecu_id=ecu.ecu_id,
-                hardware_id=hardware_id(ecu.ecu_type.code, ecu.hardware_version),
+        if release is not None:
+            releases[release.pk] = release
+            directed.setdefault(release.pk, {})[ecu.ecu_id] = hardware_id(
+                ecu.ecu_type.code, ecu.hardware_version
             )
+    return [
+        md.director_target(
+            target_path(releases[pk]),
+            length=releases[pk].size,
+            sha256=releases[pk].sha256,
+            ecus=ecus_of_release,
         )
-    return targets
+        for pk, ecus_of_release in directed.items()
+    ]
 
 
 @transaction.atomic

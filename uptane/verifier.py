@@ -23,7 +23,7 @@ from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from uptane.keys import InvalidKeyError
-from uptane.metadata import MetadataPolicyError, check_hybrid_root, now
+from uptane.metadata import MetadataPolicyError, check_hybrid_root, directed_ecus, now
 
 # Bounds on what a vehicle downloads per file: a repository that sends more is refused
 # (endless-data attack). Sized for hybrid signatures: an ML-DSA-65 signature is 3,309 bytes,
@@ -144,15 +144,19 @@ class PrimaryVerifier:
         approved = []
         seen_ecus: set[str] = set()
         for path, target in sorted(director_targets.targets.items()):
-            approved.append(self._check_target(path, target, image, seen_ecus))
+            directed = directed_ecus(target)
+            if not directed:
+                raise VerificationError("no_ecu", f"{path} names no ECU")
+            for ecu_id, hardware_id in sorted(directed.items()):
+                self._check_ecu(path, ecu_id, hardware_id, seen_ecus)
+            released = self._check_release(path, target, image, set(directed.values()))
+            approved += [
+                ApprovedImage(ecu_id, hardware_id, path, released.length, _hash_of(released))
+                for ecu_id, hardware_id in sorted(directed.items())
+            ]
         return approved
 
-    def _check_target(
-        self, path: str, target: TargetFile, image: Updater, seen_ecus: set[str]
-    ) -> ApprovedImage:
-        custom = target.custom if isinstance(target.custom, dict) else {}
-        ecu_id = custom.get("ecu_identifier")
-        hardware_id = custom.get("hardware_identifier")
+    def _check_ecu(self, path: str, ecu_id: str, hardware_id: str, seen_ecus: set[str]) -> None:
         if ecu_id not in self.ecus:
             raise VerificationError("unknown_ecu", f"{path} is for ECU {ecu_id!r}, not one of ours")
         if ecu_id in seen_ecus:
@@ -163,6 +167,10 @@ class PrimaryVerifier:
                 "wrong_hardware",
                 f"{path} is for hardware {hardware_id!r}, ECU {ecu_id} is {self.ecus[ecu_id]!r}",
             )
+
+    def _check_release(
+        self, path: str, target: TargetFile, image: Updater, hardware: set[str]
+    ) -> TargetFile:
         try:
             released = image.get_targetinfo(path)
         except (RepositoryError, DownloadError) as exc:
@@ -175,12 +183,13 @@ class PrimaryVerifier:
             )
         if not _hash_of(target):
             raise VerificationError("no_sha256", f"{path} carries no SHA-256")
-        hardware_ids = (released.custom or {}).get("hardware_ids", [])
-        if hardware_id not in hardware_ids:
+        custom = released.custom if isinstance(released.custom, dict) else {}
+        unreleased = hardware - set(custom.get("hardware_ids", []))
+        if unreleased:
             raise VerificationError(
-                "wrong_hardware", f"{path} is not released for hardware {hardware_id!r}"
+                "wrong_hardware", f"{path} is not released for hardware {sorted(unreleased)}"
             )
-        return ApprovedImage(ecu_id, hardware_id, path, target.length, _hash_of(target))
+        return released
 
 
 def check_packages(approved: Iterable[ApprovedImage], packages: Iterable[Any]) -> None:
@@ -252,10 +261,10 @@ class PartialVerifier:
 
     def _image_for_us(self, targets: Targets) -> ApprovedImage | None:
         for path, target in targets.targets.items():
-            custom = target.custom if isinstance(target.custom, dict) else {}
-            if custom.get("ecu_identifier") != self.ecu_id:
+            directed = directed_ecus(target)
+            if self.ecu_id not in directed:
                 continue
-            if custom.get("hardware_identifier") != self.hardware_id:
+            if directed[self.ecu_id] != self.hardware_id:
                 raise VerificationError("wrong_hardware", f"{path} is not for our hardware")
             return ApprovedImage(
                 self.ecu_id, self.hardware_id, path, target.length, _hash_of(target)

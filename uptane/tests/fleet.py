@@ -62,8 +62,7 @@ class Fleet:
             path,
             length=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
-            ecu_id=ecu_id,
-            hardware_id=hardware,
+            ecus={ecu_id: hardware},
         )
         self.director.publish_targets([target], **publish)
         self.director.publish_snapshot_and_timestamp()
