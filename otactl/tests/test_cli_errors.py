@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from otactl import cli, render
+from otactl import cli, commands, render
 from otactl.console import Console
 from otactl.settings import resolve, write_config
 from pqc.client import HttpResponse
@@ -203,7 +203,7 @@ def test_watch_ends_with_the_campaign_and_gives_up_after_its_timeout(capsys, mon
     status, _, err = _run(
         capsys, "--ca", str(ca), "campaigns", "watch", "4", "--interval", "0", "--timeout", "0.01"
     )
-    assert status == cli.EXIT_TIMEOUT
+    assert status == commands.EXIT_TIMEOUT
     assert _one_line(err) == "otactl: campaign 4 is still paused after 0.01 s"
 
 
