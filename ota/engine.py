@@ -39,6 +39,14 @@ logger = logging.getLogger(__name__)
 # Upper bounds per tick, so one tick stays short whatever the fleet size.
 OFFER_BATCH = 1000
 EXPIRE_BATCH = 500
+# Updates being worked on at once, fleet-wide. Each one costs the server an update check,
+# downloads and reports within seconds of its offer: offering a thousand in one tick made a
+# thousand vehicles check at once and time out together. New offers fill what frees up.
+MAX_IN_FLIGHT = 200
+# An update with no progress for this long stops counting against MAX_IN_FLIGHT, so silent
+# vehicles do not hold the pace back until their timeout.
+IN_FLIGHT_STALE = timedelta(minutes=2)
+WORKING_STATES = tuple(s for s in ACTIVE_STATES if s != UpdateState.AWAITING_REBOOT)
 
 
 @dataclass
@@ -199,7 +207,7 @@ def offer_due_updates(campaign: Campaign, *, now: datetime) -> int:
         # One update at a time per vehicle: a vehicle busy with another campaign waits.
         .exclude(vehicle_id__in=busy)
         .order_by("next_action_at", "pk")
-        .values_list("pk", "state", "vehicle__vin", "vehicle_id")[:OFFER_BATCH]
+        .values_list("pk", "state", "vehicle__vin", "vehicle_id")[: offer_budget(now)]
     )
     # The lock order of ota.services: these vehicles' rows before their update rows.
     lock_vehicles([row[3] for row in due])
@@ -234,6 +242,14 @@ def offer_due_updates(campaign: Campaign, *, now: datetime) -> int:
         publish_update(update, vin)
     mark_in_flight(offers)
     return offered
+
+
+def offer_budget(now: datetime) -> int:
+    """How many more updates may be offered now (at most OFFER_BATCH per tick)."""
+    working = OtaUpdate.objects.filter(
+        state__in=WORKING_STATES, updated_at__gte=now - IN_FLIGHT_STALE
+    ).count()
+    return max(0, min(OFFER_BATCH, MAX_IN_FLIGHT - working))
 
 
 def expire_silent_updates(*, now: datetime) -> int:
