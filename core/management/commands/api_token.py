@@ -48,9 +48,16 @@ class Command(BaseCommand):
             count = revoke_all_tokens(user, actor=ACTOR)
             self.stdout.write(f"revoked {count} token(s) of {user.username}")
         else:
+            if not options["key"]:
+                raise CommandError(
+                    f"give the key shown by `api_token list {user.username}`, or --all"
+                )
             token = find_token(user, options["key"])
             if token is None:
-                raise CommandError(f"{user.username} has no token starting with {options['key']!r}")
+                raise CommandError(
+                    f"{user.username} has no token starting with {options['key']!r} "
+                    f"(or several do); see `api_token list {user.username}`"
+                )
             revoke_token(token, actor=ACTOR)
             self.stdout.write(f"revoked {token.token_key} of {user.username}")
 
