@@ -19,6 +19,9 @@ def main() -> None:
     except OperationalError as exc:
         # Most often the database is down or DATABASE_URL names the wrong one.
         sys.exit(f"database error: {_first_line(exc)} ({_database()}; check DATABASE_URL)")
+    except OSError as exc:
+        # A file or directory a command was given (or a setting names) cannot be used.
+        sys.exit(f"error: {exc}")
 
 
 def _first_line(exc: Exception) -> str:

@@ -106,3 +106,14 @@ def test_a_database_that_cannot_be_opened_is_one_line(tmp_path) -> None:
         "(SQLite file /nonexistent/dir/ota.sqlite3; check DATABASE_URL)"
     )
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_file_a_command_cannot_write_is_one_line(tmp_path) -> None:
+    target = tmp_path / "missing-dir" / "schema.yaml"
+    done = _manage(tmp_path, "spectacular", "--file", str(target))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: [Errno 2] No such file or directory: '{target}'"
+    )
+    assert "Traceback" not in done.stderr
