@@ -433,6 +433,12 @@ def main() -> None:
         help="TELEMETRY_SYNCHRONOUS_COMMIT=False: telemetry transactions do not wait for "
         "their WAL flush (PostgreSQL; see docs/PROTOCOL.md)",
     )
+    parser.add_argument(
+        "--history",
+        choices=["partitioned", "plain"],
+        default="partitioned",
+        help="PostgreSQL: telemetry history partitioned by day (the default) or one plain table",
+    )
     parser.add_argument("--output", default=str(RESULTS))
     parser.add_argument("--append", action="store_true", help="add a section to --output")
     args = parser.parse_args()
@@ -457,6 +463,11 @@ def main() -> None:
 
         if args.telemetry_async_commit:
             settings.TELEMETRY_SYNCHRONOUS_COMMIT = False
+        if connection.vendor == "postgresql" and args.history == "plain":
+            from django.core.management import call_command
+
+            # The migration before partitioning turns the history back into one table.
+            call_command("migrate", "diagnostics", "0002", verbosity=0)
         vins = _vehicles(args.vehicles)
         broker = PrivateMosquitto()
         broker.start()
@@ -490,6 +501,10 @@ def main() -> None:
                     rounds.append((bare(), second))
         finally:
             broker.cleanup()
+            if connection.vendor == "postgresql" and args.history == "plain":
+                from django.core.management import call_command
+
+                call_command("migrate", "diagnostics", verbosity=0)
         version = subprocess.run(
             ["mosquitto", "-h"], capture_output=True, text=True, check=False
         ).stdout.splitlines()[0]
@@ -503,7 +518,8 @@ def main() -> None:
         if connection.vendor == "postgresql":
             detail = (
                 f"PostgreSQL {connection.pg_version // 10000}, telemetry synchronous_commit "
-                f"{'on' if sync else 'off'}"
+                f"{'on' if sync else 'off'}, history "
+                f"{'partitioned by day' if args.history == 'partitioned' else 'one plain table'}"
             )
         else:
             detail = "SQLite (WAL) in a temporary directory"
