@@ -26,6 +26,7 @@ from otaproject.metrics import metrics_view
 from pqc.api import urls as pqc_api_urls
 from uptane.api import urls as uptane_api_urls
 from vehicles.api import urls as vehicles_api_urls
+from webhooks.api import urls as webhooks_api_urls
 
 API_MODULES = [
     vehicles_api_urls,
@@ -35,6 +36,7 @@ API_MODULES = [
     diagnostics_api_urls,
     pqc_api_urls,
     uptane_api_urls,
+    webhooks_api_urls,
     auth_api,
 ]
 
