@@ -93,6 +93,9 @@ def _firmware(groups: Any, leaf: Leaf) -> None:
     upload.add_argument("--version", required=True)
     upload.add_argument("--hardware-versions", help="comma-separated, e.g. 2.0,2.1")
     upload.add_argument("--notes", help="release notes")
+    download = leaf(firmware, "download", commands.cmd_firmware_download, "download an image")
+    download.add_argument("id", type=int)
+    download.add_argument("--output", "-o", help="file to write (default ECU-VERSION.bin)")
     deprecate = leaf(firmware, "deprecate", commands.cmd_firmware_deprecate, "withdraw a release")
     deprecate.add_argument("id", type=int)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import json
 import sys
 import time
@@ -172,6 +173,42 @@ def cmd_firmware_upload(args: argparse.Namespace) -> int:
         f"uploaded firmware {release['id']}: {release['ecu_type']} {release['version']}",
     )
     return 0
+
+
+def cmd_firmware_download(args: argparse.Namespace) -> int:
+    console = _console(args)
+    release = console.get(f"firmware/{args.id}")
+    dest = Path(args.output or f"{release['ecu_type']}-{release['version']}.bin")
+    partial = dest.with_name(dest.name + ".part")
+    try:
+        fh = partial.open("wb")
+    except OSError as exc:
+        raise OtactlError(f"cannot write {partial}: {exc.strerror or exc}") from None
+    try:
+        with fh:
+            hasher = _HashingWriter(fh)
+            size = console.download(f"firmware/{args.id}/image", hasher)
+        if hasher.hexdigest() != release["sha256"]:
+            raise OtactlError(f"{dest}: SHA-256 does not match the release; not kept")
+        partial.replace(dest)
+    finally:
+        partial.unlink(missing_ok=True)
+    result = {"id": release["id"], "path": str(dest), "size": size, "sha256": release["sha256"]}
+    _print(args, result, f"wrote {size} bytes to {dest} (SHA-256 verified)")
+    return 0
+
+
+class _HashingWriter:
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.fh.write(data)
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
 
 
 def cmd_firmware_deprecate(args: argparse.Namespace) -> int:

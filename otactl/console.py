@@ -3,18 +3,27 @@ one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlencode
 
 from OpenSSL import SSL
 
 from otactl.errors import OtactlError
 from otactl.settings import Target
-from pqc.client import ClientCredentials, HttpResponse, TlsRefused, https_request
+from pqc.client import (
+    ClientCredentials,
+    HttpResponse,
+    TlsRefused,
+    https_request,
+    open_connection,
+    read_response_head,
+)
 
 # Hybrid ML-KEM-768 + X25519: the post-quantum group every console listener offers.
 GROUP = "X25519MLKEM768"
@@ -43,19 +52,13 @@ class Console:
         headers: dict[str, str] | None = None,
         authenticated: bool = True,
     ) -> HttpResponse:
-        if authenticated and not self.target.token:
-            raise OtactlError(NOT_LOGGED_IN)
-        if not self.target.ca.is_file():
-            raise OtactlError(
-                f"CA bundle {self.target.ca} not found: pass --ca or set OTACTL_CA "
-                "(the server's var/pki/ca-bundle.pem)"
-            )
+        self._check_ready(authenticated=authenticated)
         all_headers = {"Accept": "application/json", **(headers or {})}
         if authenticated:
             all_headers["Authorization"] = f"Token {self.target.token}"
         if query:
             path = f"{path}?{urlencode({k: v for k, v in query.items() if v is not None})}"
-        try:
+        with self._one_line_errors():
             response = https_request(
                 self.target.host,
                 self.target.port,
@@ -64,11 +67,33 @@ class Console:
                 json=json_body,
                 body=body,
                 headers=all_headers,
-                groups=[GROUP],
-                credentials=ClientCredentials(ca=self.target.ca),
-                server_hostname=self.target.host,
-                timeout=TIMEOUT_SECONDS,
+                **self._connect_options(),
             )
+        if response.status >= 400:
+            raise OtactlError(_error_line(response, authenticated=authenticated))
+        return response
+
+    def _check_ready(self, *, authenticated: bool) -> None:
+        if authenticated and not self.target.token:
+            raise OtactlError(NOT_LOGGED_IN)
+        if not self.target.ca.is_file():
+            raise OtactlError(
+                f"CA bundle {self.target.ca} not found: pass --ca or set OTACTL_CA "
+                "(the server's var/pki/ca-bundle.pem)"
+            )
+
+    def _connect_options(self) -> dict[str, Any]:
+        return {
+            "groups": [GROUP],
+            "credentials": ClientCredentials(ca=self.target.ca),
+            "server_hostname": self.target.host,
+            "timeout": TIMEOUT_SECONDS,
+        }
+
+    @contextlib.contextmanager
+    def _one_line_errors(self) -> Iterator[None]:
+        try:
+            yield
         except SSL.Error as exc:
             # Raised while loading the CA bundle, before any connection.
             raise OtactlError(
@@ -81,9 +106,33 @@ class Console:
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
             raise OtactlError(f"cannot connect to {self.target.url}: {reason}") from None
-        if response.status >= 400:
-            raise OtactlError(_error_line(response, authenticated=authenticated))
-        return response
+
+    def download(self, path: str, fh: BinaryIO) -> int:
+        """Stream a GET's body into `fh` as it arrives; the number of bytes written."""
+        self._check_ready(authenticated=True)
+        head = (
+            f"GET /api/v1/{path} HTTP/1.1\r\nHost: {self.target.host}\r\n"
+            f"Authorization: Token {self.target.token}\r\nConnection: close\r\n\r\n"
+        )
+        with self._one_line_errors():
+            conn = open_connection(self.target.host, self.target.port, **self._connect_options())
+            with conn:
+                conn.sendall(head.encode("iso-8859-1"))
+                status, headers, received = read_response_head(conn)
+                if status >= 400:
+                    while chunk := conn.recv():
+                        received += chunk
+                    answer = HttpResponse(status=status, headers=headers, body=received)
+                    raise OtactlError(_error_line(answer, authenticated=True))
+                expected = int(headers.get("content-length", "-1"))
+                written = 0
+                while received:
+                    fh.write(received)
+                    written += len(received)
+                    received = conn.recv()
+        if expected >= 0 and written != expected:
+            raise OtactlError(f"the download stopped after {written} of {expected} bytes")
+        return written
 
     def get(self, path: str, **query: Any) -> Any:
         return _json(self.request("GET", path, query=query))

@@ -116,6 +116,10 @@ def test_otactl_drives_a_campaign_to_the_end_over_pqc_tls(
         release["id"]
     ]
 
+    copy = tmp_path / "copy.bin"
+    fetched = cli.json("firmware", "download", str(release["id"]), "-o", str(copy))
+    assert fetched["size"] == 60_000 and copy.read_bytes() == image.read_bytes()
+
     vin = _vin()
     vehicle = _vehicle(
         server, vin, config_id=HYBRID, family="ml-dsa-65", tmp_path=tmp_path,
