@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from cryptography import x509
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -151,22 +151,30 @@ def check_database() -> dict[str, Any]:
 
 
 def check_channel_layer() -> dict[str, Any]:
-    """A message sent to a fresh channel comes back: the layer (Redis when REDIS_URL) works."""
-    layer = get_channel_layer()
-    if layer is None:
+    """A message sent to a fresh channel comes back: the layer (Redis when REDIS_URL) works.
+
+    The check runs on a layer instance of its own: the process's shared one may be receiving
+    on the bridge's event loop, and channels-redis refuses a receive from a second loop.
+    """
+    if DEFAULT_CHANNEL_LAYER not in getattr(settings, "CHANNEL_LAYERS", {}):
         return {"ok": False, "error": "no channel layer configured"}
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    backend = type(layer).__name__
 
     async def round_trip() -> bool:
-        channel = await layer.new_channel("ready.")
-        marker = uuid.uuid4().hex
-        await layer.send(channel, {"type": "ready.check", "marker": marker})
-        received = await layer.receive(channel)
-        return received.get("marker") == marker
+        try:
+            channel = await layer.new_channel("ready.")
+            marker = uuid.uuid4().hex
+            await layer.send(channel, {"type": "ready.check", "marker": marker})
+            received = await layer.receive(channel)
+            return received.get("marker") == marker
+        finally:
+            if hasattr(layer, "close_pools"):
+                await layer.close_pools()
 
     async def bounded() -> bool:
         return await asyncio.wait_for(round_trip(), CHECK_TIMEOUT_SECONDS)
 
-    backend = type(layer).__name__
     try:
         ok = async_to_sync(bounded)()
     except Exception as exc:

@@ -122,6 +122,48 @@ def test_the_redis_channel_layer_passes_its_round_trip(client, settings) -> None
     assert check == {"ok": True, "backend": "RedisChannelLayer"}
 
 
+def test_the_check_leaves_the_shared_layer_receiving_on_its_own_loop(settings) -> None:
+    """As the bridge's worker does: the shared Redis layer receives on another event loop."""
+    import asyncio
+
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_TEST_URL]},
+        }
+    }
+    shared = get_channel_layer()
+    received: list[dict] = []
+    channel_ready = threading.Event()
+
+    def bridge_loop() -> None:
+        async def receive_one() -> None:
+            channel = await shared.new_channel("bridge.")
+            received.append({"channel": channel})
+            channel_ready.set()
+            received.append(await asyncio.wait_for(shared.receive(channel), 10))
+            await shared.close_pools()
+
+        asyncio.run(receive_one())
+
+    thread = threading.Thread(target=bridge_loop)
+    thread.start()
+    assert channel_ready.wait(10)
+    for _ in range(2):
+        assert health.check_channel_layer() == {"ok": True, "backend": "RedisChannelLayer"}
+
+    async def send() -> None:
+        await shared.send(received[0]["channel"], {"type": "ota.test", "n": 1})
+
+    from asgiref.sync import async_to_sync
+
+    async_to_sync(send)()
+    thread.join(15)
+    assert received[-1] == {"type": "ota.test", "n": 1}
+
+
 def test_a_broker_that_refuses_connections_makes_the_process_unready(client, settings) -> None:
     port = closed_port()
     settings.MQTT_URL = f"mqtt://127.0.0.1:{port}"
