@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import IO, Any
 
 from django.http import HttpResponseBase
@@ -27,7 +27,13 @@ from firmware.api.serializers import (
 from firmware.api.uploads import LimitedUploadHandler
 from firmware.choices import FirmwareStatus
 from firmware.models import Firmware, ZonePackage
-from firmware.ranges import RangeNotSatisfiable, file_response, if_range_allows, parse_range
+from firmware.ranges import (
+    ByteRange,
+    RangeNotSatisfiable,
+    file_response,
+    if_range_allows,
+    parse_range,
+)
 
 # Django's ASGI handler sends a streamed body in messages of this size and slices (copies)
 # any larger piece; pieces of exactly this size pass through uncopied.
@@ -82,6 +88,50 @@ def _close_after(done: asyncio.Future[list[bytes]], fh: IO[bytes]) -> None:
     if not done.cancelled():
         done.exception()  # retrieved, so a failed read is not reported as unhandled
     fh.close()
+
+
+def serve_ranged(
+    request: Request,
+    open_file: Callable[[], IO[bytes]],
+    *,
+    size: int,
+    etag: str,
+    last_modified: str,
+    head: bool,
+) -> tuple[HttpResponseBase, ByteRange | None]:
+    """The file, or the one range the request asks for (206), streamed; 416 past the end.
+
+    The file is opened only once the range is known to be satisfiable.
+    """
+    honour = if_range_allows(
+        request.headers.get("If-Range"), etag=etag, last_modified=last_modified
+    )
+    try:
+        byte_range = parse_range(request.headers.get("Range"), size) if honour else None
+    except RangeNotSatisfiable:
+        response = Response(
+            {
+                "error": {
+                    "code": "range_not_satisfiable",
+                    "message": "range is past the end",
+                    "fields": {"Range": [f"file is {size} bytes"]},
+                }
+            },
+            status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+        )
+        response["Content-Range"] = f"bytes */{size}"
+        return response, None
+    fh = open_file()
+    response = file_response(fh, size=size, byte_range=byte_range, head=head)
+    if hasattr(request._request, "scope") and not head:
+        # Served by the ASGI listener: an async iterator, or Django would drain the whole
+        # file into memory first.
+        first, length = (byte_range.first, byte_range.length) if byte_range else (0, size)
+        response.streaming_content = read_ahead(fh, first, length)
+    response["ETag"] = etag
+    response["Last-Modified"] = last_modified
+    response["Cache-Control"] = "private, no-transform"
+    return response, byte_range
 
 
 class FirmwareUploadView(APIView):
@@ -144,40 +194,25 @@ class PackageDownloadView(APIView):
             # The same answer for "absent" and "not yours": ids of other vehicles' packages
             # must not be confirmable.
             raise NotFoundError("no such package for this vehicle", field="package_id")
-        last_modified = http_date(package.built_at.timestamp())
-        honour = if_range_allows(
-            request.headers.get("If-Range"), etag=package.etag, last_modified=last_modified
+
+        def open_package() -> IO[bytes]:
+            try:
+                return package.file.storage.open(package.file.name, "rb")
+            except OSError:
+                raise DomainError(
+                    "package file is missing from storage", code="unavailable"
+                ) from None
+
+        response, byte_range = serve_ranged(
+            request,
+            open_package,
+            size=package.size,
+            etag=package.etag,
+            last_modified=http_date(package.built_at.timestamp()),
+            head=head,
         )
-        try:
-            byte_range = parse_range(request.headers.get("Range"), package.size) if honour else None
-        except RangeNotSatisfiable:
-            response = Response(
-                {
-                    "error": {
-                        "code": "range_not_satisfiable",
-                        "message": "range is past the end",
-                        "fields": {"Range": [f"file is {package.size} bytes"]},
-                    }
-                },
-                status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
-            )
-            response["Content-Range"] = f"bytes */{package.size}"
+        if response.status_code == status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE:
             return response
-        try:
-            fh = package.file.storage.open(package.file.name, "rb")
-        except OSError:
-            raise DomainError("package file is missing from storage", code="unavailable") from None
-        asynchronous = hasattr(request._request, "scope")
-        response = file_response(
-            fh, size=package.size, byte_range=byte_range, head=head, asynchronous=False
-        )
-        if asynchronous and not head:
-            # Served by the ASGI listener: an async iterator, or Django would drain the whole
-            # package into memory first.
-            if byte_range is None:
-                response.streaming_content = read_ahead(fh, 0, package.size)
-            else:
-                response.streaming_content = read_ahead(fh, byte_range.first, byte_range.length)
         if not head and vehicle is not None:
             meter = services.DownloadMeter(
                 vehicle_id=vehicle.pk,
@@ -187,10 +222,7 @@ class PackageDownloadView(APIView):
             response.streaming_content = services.metered_download(
                 response.streaming_content, meter, asynchronous=response.is_async
             )
-        response["ETag"] = package.etag
-        response["Last-Modified"] = last_modified
         response["Content-Disposition"] = f'attachment; filename="{package.pk}.otap"'
-        response["Cache-Control"] = "private, no-transform"
         return response
 
 
@@ -202,41 +234,6 @@ FIRMWARE_FILTERS = [
     OpenApiParameter("version", str, required=False, description="exact version"),
     OpenApiParameter("status", str, required=False, enum=FirmwareStatus.values),
 ]
-
-
-def _ranged_file(
-    request: Request, fh: IO[bytes], *, size: int, etag: str, last_modified: str, head: bool
-) -> HttpResponseBase:
-    """The file, or the one range the request asks for (206), streamed; 416 past the end."""
-    honour = if_range_allows(
-        request.headers.get("If-Range"), etag=etag, last_modified=last_modified
-    )
-    try:
-        byte_range = parse_range(request.headers.get("Range"), size) if honour else None
-    except RangeNotSatisfiable:
-        fh.close()
-        response = Response(
-            {
-                "error": {
-                    "code": "range_not_satisfiable",
-                    "message": "range is past the end",
-                    "fields": {"Range": [f"file is {size} bytes"]},
-                }
-            },
-            status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
-        )
-        response["Content-Range"] = f"bytes */{size}"
-        return response
-    response = file_response(fh, size=size, byte_range=byte_range, head=head)
-    if hasattr(request._request, "scope") and not head:
-        # Served by the ASGI listener: an async iterator, or Django would drain the whole
-        # image into memory first.
-        first, length = (byte_range.first, byte_range.length) if byte_range else (0, size)
-        response.streaming_content = read_ahead(fh, first, length)
-    response["ETag"] = etag
-    response["Last-Modified"] = last_modified
-    response["Cache-Control"] = "private, no-transform"
-    return response
 
 
 class FirmwareViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -284,18 +281,25 @@ class FirmwareViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def image(self, request: Request, pk: str | None = None) -> HttpResponseBase:
         """The stored image, streamed; resumable with Range and If-Range."""
         firmware = self.get_object()
-        try:
-            fh = firmware.file.storage.open(firmware.file.name, "rb")
-        except OSError:
-            raise DomainError("firmware file is missing from storage", code="unavailable") from None
-        response = _ranged_file(
+
+        def open_image() -> IO[bytes]:
+            try:
+                return firmware.file.storage.open(firmware.file.name, "rb")
+            except OSError:
+                raise DomainError(
+                    "firmware file is missing from storage", code="unavailable"
+                ) from None
+
+        response, _ = serve_ranged(
             request,
-            fh,
+            open_image,
             size=firmware.size,
             etag=f'"{firmware.sha256}"',
             last_modified=http_date(firmware.created_at.timestamp()),
             head=request.method == "HEAD",
         )
+        if response.status_code == status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE:
+            return response
         filename = f"{firmware.ecu_type.code}-{firmware.version}.bin"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
