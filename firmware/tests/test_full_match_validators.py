@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from core import consumers
+from console import consumers
 from core.mqtt import topics
 from firmware import otap, signing
 from pqc import pki
