@@ -12,7 +12,9 @@ Vehicle `i` of the run takes PQC configuration `i` of the interleaved `--configs
 next certificate of that configuration's key family. `--shard i/n` runs only the vehicles
 whose number is `i` modulo `n`, so several processes (one per core) share one fleet. A line of
 progress goes to stderr every few seconds; at the end (SIGINT, SIGTERM or `--duration`) a
-JSON summary goes to `--summary`, with what every vehicle's handshakes negotiated.
+JSON summary goes to `--summary`, with what every vehicle's handshakes negotiated. With
+`--state FILE` the vehicles remember what they run across runs (shards may share the file only
+when they stop one after another).
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--progress-interval", type=float, default=5.0)
     p.add_argument("--summary", type=Path, help="write the JSON summary here")
+    p.add_argument("--state", type=Path,
+                   help="what each vehicle runs, read at start and written at the end")  # fmt: skip
     return p
 
 
@@ -166,7 +170,18 @@ class Fleet:
             )
             identity = VehicleIdentity.load(vin, args.credentials / vin)
             self.vehicles.append(FleetVehicle(identity, config, self.shared, faults))
+        if args.state is not None and args.state.exists():
+            saved = json.loads(args.state.read_text())
+            for vehicle in self.vehicles:
+                vehicle.restore(saved.get(vehicle.vin, {}))
         self.started = time.monotonic()
+
+    def save_state(self, path: Path) -> None:
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        saved.update({vehicle.vin: vehicle.saved_state() for vehicle in self.vehicles})
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(saved))
+        tmp.replace(path)
 
     def counts(self) -> dict[str, int]:
         done = failed = 0
@@ -271,6 +286,8 @@ def main(argv: list[str]) -> None:
         return fleet
 
     fleet = asyncio.run(go())
+    if args.state is not None:
+        fleet.save_state(args.state)
     summary = fleet.summary()
     if args.summary:
         args.summary.write_text(json.dumps(summary, indent=1))

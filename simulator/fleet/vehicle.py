@@ -128,6 +128,19 @@ class FleetVehicle:
         self._sequence = int(time.time() * 1000)
         self.https = FleetHttps(self._open_api, server_hostname=shared.server.server_name)
 
+    def saved_state(self) -> dict[str, Any]:
+        """What survives a restart of the fleet process (a vehicle's flash and its memory)."""
+        return {
+            "installed": self.installed,
+            "min_package_version": self.min_package_version,
+            "finished_offers": sorted(self.finished_offers),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.installed = {k: (v[0], v[1]) for k, v in state.get("installed", {}).items()}
+        self.min_package_version = dict(state.get("min_package_version", {}))
+        self.finished_offers = {tuple(offer) for offer in state.get("finished_offers", [])}
+
     # connections ------------------------------------------------------------------------------
 
     async def _open(self, port: int) -> TlsStream:
