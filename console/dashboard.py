@@ -13,13 +13,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet
+from django.http import HttpRequest
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
 
 from core.api import DomainError
 from core.models import AuditEvent
+from core.pagination import KeysetPagination
 from diagnostics.models import DiagnosticRequest, TelemetryLatest
 from ecus.models import Ecu, EcuType
 from firmware.choices import FirmwareStatus
@@ -28,7 +33,9 @@ from ota.choices import CampaignStatus, UpdateState
 from ota.models import Campaign, CampaignWave, OtaUpdate
 from pqc.pki import FleetPki
 from vehicles.choices import VehicleStatus
-from vehicles.models import Vehicle
+from vehicles.filters import filter_vehicles
+from vehicles.models import SavedFilter, Vehicle
+from vehicles.reports import version_report
 
 logger = logging.getLogger(__name__)
 
@@ -439,15 +446,6 @@ def fleet_overview(*, now: datetime.datetime | None = None) -> dict[str, Any]:
 
 
 # -- vehicles ---------------------------------------------------------------------------------
-
-
-def vehicle_list(*, search: str = "", limit: int = 200) -> list[Vehicle]:
-    queryset = Vehicle.objects.order_by("vin")
-    if search:
-        queryset = queryset.filter(
-            Q(vin__icontains=search) | Q(model_name__icontains=search) | Q(vmg_id__icontains=search)
-        )
-    return list(queryset[:limit])
 
 
 def ecus_by_zone(vehicle: Vehicle) -> list[dict[str, Any]]:
@@ -879,3 +877,119 @@ def recent_diagnostic_requests(*, vehicle: Vehicle | None = None, limit: int = 1
     if vehicle is not None:
         queryset = queryset.filter(vehicle=vehicle)
     return list(queryset[:limit])
+
+
+# -- fleet list and version report ------------------------------------------------------------
+
+# Query parameters of the console's fleet list besides the filters: paging and a saved filter.
+FLEET_PAGE_PARAMETERS = ("cursor", "ordering", "limit", "saved")
+FLEET_ORDERING = ("vin", "model_name", "model_year", "status", "created_at")
+MODEL_COLOURS = ["#1e63b6", "#1f7a4d", "#b35c00", "#6b4fa3", "#a3324a", "#4d6b7a"]
+
+
+@dataclass
+class FleetPage:
+    """One page of the filtered fleet list, or the error that stopped it."""
+
+    vehicles: list[Vehicle]
+    total: int
+    query: dict[str, str]
+    saved: SavedFilter | None = None
+    next_query: str = ""
+    previous_query: str = ""
+    error: str = ""
+
+
+class _FleetListing:
+    ordering_fields = FLEET_ORDERING
+    default_ordering = "vin"
+
+
+def fleet_page(request: HttpRequest, *, page_size: int = 50) -> FleetPage:
+    """The fleet list with the API's filters and keyset pages, as the console shows it."""
+    params = {k: v for k, v in request.GET.items() if k != "fragment" and v != ""}
+    paging = {k: params.pop(k) for k in FLEET_PAGE_PARAMETERS if k in params}
+    saved = None
+    if paging.get("saved", "").isdigit():
+        saved = SavedFilter.objects.filter(pk=int(paging["saved"])).first()
+    query = {**(saved.query if saved else {}), **params}
+    page = FleetPage(vehicles=[], total=0, query=params, saved=saved)
+    pagination = KeysetPagination()
+    pagination.page_size = page_size
+    try:
+        vehicles = filter_vehicles(query, Vehicle.objects.for_list())
+        rows = pagination.paginate_queryset(vehicles, Request(request), _FleetListing())
+    except DomainError as exc:
+        page.error = exc.message
+        return page
+    except ValidationError as exc:
+        page.error = "; ".join(
+            f"{name}: {' '.join(map(str, errors))}" for name, errors in exc.detail.items()
+        )
+        return page
+    page.vehicles, page.total = rows or [], pagination.count
+    kept = {**params, **{k: v for k, v in paging.items() if k in ("ordering", "saved", "limit")}}
+    if pagination.next_cursor:
+        page.next_query = urlencode({**kept, "cursor": pagination.next_cursor})
+    if pagination.previous_cursor:
+        page.previous_query = urlencode({**kept, "cursor": pagination.previous_cursor})
+    return page
+
+
+def saved_filters() -> list[SavedFilter]:
+    return list(SavedFilter.objects.order_by("name"))
+
+
+@dataclass(frozen=True)
+class VersionBar:
+    version: str
+    count: int
+    y: int
+    segments: list[ChartSegment]
+
+
+def version_chart(ecu_code: str, *, row_height: int = 22) -> dict[str, Any]:
+    """The fleet-wide version report of one ECU type, as bars per version split by model."""
+    ecu_type = EcuType.objects.filter(code=ecu_code).first()
+    if ecu_type is None:
+        return {"ecu": ecu_code, "report": None, "bars": [], "legend": []}
+    report = version_report(ecu_type)
+    colours = {
+        model: MODEL_COLOURS[index % len(MODEL_COLOURS)]
+        for index, model in enumerate(report.models)
+    }
+    widest = max((row.count for row in report.versions), default=0) or 1
+    bars = []
+    for index, row in enumerate(report.versions):
+        x, segments = 0.0, []
+        for model in report.models:
+            count = row.by_model.get(model, 0)
+            if not count:
+                continue
+            width = 100.0 * count / widest
+            segments.append(
+                ChartSegment(
+                    label=model,
+                    count=count,
+                    x=round(x, 3),
+                    width=round(width, 3),
+                    colour=colours[model],
+                )
+            )
+            x += width
+        bars.append(
+            VersionBar(
+                version=row.version, count=row.count, y=index * row_height, segments=segments
+            )
+        )
+    return {
+        "ecu": ecu_type.code,
+        "report": report,
+        "bars": bars,
+        "height": len(bars) * row_height,
+        "legend": list(colours.items()),
+    }
+
+
+def ecu_type_codes() -> list[str]:
+    return list(EcuType.objects.order_by("code").values_list("code", flat=True))

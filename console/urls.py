@@ -22,4 +22,5 @@ urlpatterns = [
         name="diagnostic-request",
     ),
     path("pqc/", views.pqc, name="pqc"),
+    path("reports/versions/", views.version_report, name="versions"),
 ]

@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
@@ -28,6 +29,7 @@ from ota.campaigns import (
 )
 from ota.choices import CampaignStatus
 from ota.models import Campaign
+from vehicles.choices import VehicleStatus
 from vehicles.models import Vehicle
 
 logger = logging.getLogger(__name__)
@@ -250,12 +252,34 @@ def campaign_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 @require_GET
 @role_required(Role.VIEWER)
 def vehicles(request: HttpRequest) -> HttpResponse:
-    search = request.GET.get("q", "").strip()[:64]
+    page = dashboard.fleet_page(request)
     return _page(
         request,
         "console/vehicles.html",
         "console/partials/vehicle_list_live.html",
-        {"vehicles": dashboard.vehicle_list(search=search), "search": search},
+        {
+            "page": page,
+            "saved_filters": dashboard.saved_filters(),
+            "ecu_types": dashboard.ecu_type_codes(),
+            "statuses": VehicleStatus.choices,
+            "live_query": urlencode({k: v for k, v in request.GET.items() if k != "fragment"}),
+        },
+        status=400 if page.error else 200,
+    )
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def version_report(request: HttpRequest) -> HttpResponse:
+    ecu = request.GET.get("ecu", "ECM").strip()[:16]
+    context = dashboard.version_chart(ecu)
+    context["ecu_types"] = dashboard.ecu_type_codes()
+    return _page(
+        request,
+        "console/versions.html",
+        "console/partials/versions_live.html",
+        context,
+        status=200 if context["report"] is not None else 404,
     )
 
 
