@@ -105,7 +105,15 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 # -- vehicles -------------------------------------------------------------------------------------
 
-VEHICLE_COLUMNS = ["vin", "model_name", "model_year", "status", "last_seen"]
+VEHICLE_COLUMNS = [
+    "vin",
+    "model_name",
+    "model_year",
+    "status",
+    "is_online",
+    "tls_group",
+    "last_seen_at",
+]
 
 
 def cmd_vehicles_list(args: argparse.Namespace) -> int:
@@ -223,7 +231,7 @@ def cmd_firmware_deprecate(args: argparse.Namespace) -> int:
 
 # -- campaigns ------------------------------------------------------------------------------------
 
-CAMPAIGN_COLUMNS = ["id", "name", "status", "created_at"]
+CAMPAIGN_COLUMNS = ["id", "name", "status", "current_wave", "created_at", "finished_at"]
 
 
 def cmd_campaigns_list(args: argparse.Namespace) -> int:

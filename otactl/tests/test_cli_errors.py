@@ -234,3 +234,12 @@ def test_diagnostics_params_take_json_lists_and_refuse_broken_json(capsys, monke
     status, _, err = _run(capsys, *argv[:-2], "--param", "dids=[0xF190")
     assert status == 1
     assert "--param: '[0xF190' is not valid JSON" in _one_line(err)
+
+
+def test_tables_align_columns_and_show_missing_values_as_a_dash() -> None:
+    rows = [{"id": 7, "version": "2.0.0", "hardware_versions": ["2.0", "2.1"]}, {"id": 12}]
+    assert render.table(rows, ["id", "version", "hardware_versions"]).splitlines() == [
+        "ID  VERSION  HARDWARE_VERSIONS",
+        "7   2.0.0    2.0,2.1",
+        "12  -        -",
+    ]
