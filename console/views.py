@@ -30,7 +30,7 @@ from ota.campaigns import (
 from ota.choices import CampaignStatus
 from ota.models import Campaign
 from vehicles.choices import VehicleStatus
-from vehicles.models import Vehicle
+from vehicles.models import SavedFilter, Vehicle
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,13 @@ class CampaignForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="One VIN per line or separated by commas; empty targets every eligible vehicle.",
     )
+    target_filter = forms.ModelChoiceField(
+        queryset=SavedFilter.objects.order_by("name"),
+        label="Saved filter",
+        required=False,
+        empty_label="none",
+        help_text="Vehicles that match it, now or later, join the campaign.",
+    )
     waves = forms.CharField(
         label="Waves (% of vehicles, cumulative)",
         required=False,
@@ -161,6 +168,7 @@ _CAMPAIGN_FORM_FIELDS = {
     "firmware_ids": "firmware",
     "target_vins": "vehicles",
     "wave_percentages": "waves",
+    "target_filter": "target_filter",
 }
 
 
@@ -191,7 +199,11 @@ def campaign_create(request: HttpRequest) -> HttpResponse:
     form = CampaignForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
-        options: dict[str, Any] = {"name": data["name"], "target_vins": data["vehicles"]}
+        options: dict[str, Any] = {
+            "name": data["name"],
+            "target_vins": data["vehicles"],
+            "target_filter": data["target_filter"],
+        }
         if data["waves"]:
             options["wave_percentages"] = data["waves"]
         try:

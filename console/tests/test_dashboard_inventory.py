@@ -87,3 +87,22 @@ def test_the_fleet_list_takes_a_fixed_number_of_queries(
     client.get(URL)
     with django_assert_max_num_queries(12):
         client.get(f"{URL}?ecu=ECM&version=%3C2.0.0&fragment=live")
+
+
+def test_the_campaign_form_targets_a_saved_filter(fleet_operator, registry) -> None:
+    from ota.models import Campaign
+    from ota.tests.conftest import make_release
+
+    saved = create_saved_filter(name="Cirrus", query={"model_name": "Cirrus"}, actor=fleet_operator)
+    release = make_release("ECM", "2.0.0")
+    response = logged_in(fleet_operator).post(
+        "/campaigns/new",
+        {
+            "name": "Cirrus ECMs",
+            "firmware": [release.pk],
+            "target_filter": saved.pk,
+            "waves": "100",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:500]
+    assert Campaign.objects.get(name="Cirrus ECMs").target_filter == saved
