@@ -10,7 +10,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 # Order of the sections: transport first, then what travels over it, then faults.
-SECTIONS = ["tls.md", "packages.md", "metadata.md", "api.md", "mqtt.md", "reliability.md"]
+SECTIONS = [
+    "tls.md",
+    "packages.md",
+    "metadata.md",
+    "api.md",
+    "inventory.md",
+    "mqtt.md",
+    "reliability.md",
+]
 
 INTRO = """# Benchmarks
 
