@@ -12,7 +12,8 @@ Vehicle `i` of the run takes PQC configuration `i` of the interleaved `--configs
 next certificate of that configuration's key family. `--shard i/n` runs only the vehicles
 whose number is `i` modulo `n`, so several processes (one per core) share one fleet. A line of
 progress goes to stderr every few seconds; at the end (SIGINT, SIGTERM or `--duration`) a
-JSON summary goes to `--summary`, with what every vehicle's handshakes negotiated. With
+JSON summary goes to `--summary`, with what every vehicle's handshakes negotiated. SIGUSR1
+cuts every vehicle's MQTT connection at once (a reconnect storm). With
 `--state FILE` the vehicles remember what they run across runs (shards may share the file only
 when they stop one after another).
 """
@@ -176,6 +177,12 @@ class Fleet:
                 vehicle.restore(saved.get(vehicle.vin, {}))
         self.started = time.monotonic()
 
+    def drop_connections(self) -> None:
+        """Cut every MQTT connection without a goodbye; the vehicles reconnect with backoff."""
+        for vehicle in self.vehicles:
+            if vehicle.mqtt is not None:
+                vehicle.mqtt.stream.abort()
+
     def save_state(self, path: Path) -> None:
         saved = json.loads(path.read_text()) if path.exists() else {}
         saved.update({vehicle.vin: vehicle.saved_state() for vehicle in self.vehicles})
@@ -282,6 +289,8 @@ def main(argv: list[str]) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        # A reconnect storm on demand: every vehicle loses its MQTT connection at once.
+        loop.add_signal_handler(signal.SIGUSR1, fleet.drop_connections)
         await fleet.run(stop)
         return fleet
 

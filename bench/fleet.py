@@ -1,0 +1,296 @@
+"""Fleet benchmark: how many vehicles one `runota` carries on this machine, and what each costs.
+
+For each fleet size: a fresh server (`manage.py runota` on PostgreSQL, Redis and Mosquitto, as
+its own process) and `python -m simulator fleet` in `--shards` processes. Measured:
+
+* vehicles held connected over MQTT through the PQC-TLS front, server CPU per vehicle to
+  connect (registration, first VCI, MQTT session) and server memory per connected vehicle;
+* telemetry messages stored per second while the fleet idles (one message a minute each);
+* a campaign of a tiny ECM image to every vehicle: time to finish, update checks per second,
+  server CPU per update, and that every vehicle's own account matches the campaign's counts;
+* a reconnect storm (SIGUSR1: every vehicle loses MQTT at once): handshakes per second, as a
+  ratio of the MQTT front's own sequential rate measured in the same run with
+  `bench/tls_handshake.py`'s client loop.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/ota_fleet_bench \\
+        python bench/fleet.py --sizes 1000,5000,10000 --write
+
+Writes bench/results/fleet.md and the plots docs/img/fleet-*.png when `--write` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from simulator.fleet.drill import FleetProcess, ServerProcess, wait_until  # noqa: E402
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "otaproject.settings")
+
+
+def _cpu_seconds(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def _rss(pid: int) -> int:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss
+
+
+def _sequential_handshakes(server: ServerProcess, seconds: float) -> float:
+    """The MQTT front's single-connection rate: one client, one handshake after another."""
+    from bench.tls_handshake import _measure
+    from pqc.catalogue import get_configuration
+    from pqc.client import ClientCredentials
+
+    manifest = json.loads((server.fleet_dir / "fleet.json").read_text())["vehicles"]
+    first = next(v for v in manifest if v["family"] == "ecdsa-p256")["vin"]
+    credentials = ClientCredentials(
+        ca=server.fleet_dir / "ca-bundle.pem",
+        cert=server.fleet_dir / first / "vehicle.crt",
+        key=server.fleet_dir / first / "vehicle.key",
+    )
+    times, _, _ = _measure(
+        "127.0.0.1", server.mqtt_port, get_configuration(1), credentials, 100_000, seconds
+    )
+    return len(times) / sum(times)
+
+
+def _telemetry_rows(database_url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT count(*) FROM diagnostics_telemetrysample").fetchone()[0]
+
+
+def _connected(fleets: list[FleetProcess]) -> int:
+    return sum(f.progress().get("connected", 0) for f in fleets)
+
+
+def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
+    server = ServerProcess(
+        var=base / f"fleet-{size}",
+        database_url=args.database_url,
+        mqtt_url=args.mqtt_url,
+        redis_url=args.redis_url,
+        extra_env={"OTA_VEHICLE_TIMEOUT_SECONDS": "900"},
+    )
+    started = time.monotonic()
+    server.prepare(fleet=size, families="ecdsa-p256:60,ml-dsa-65:40")
+    result: dict[str, Any] = {"size": size, "prepare_s": time.monotonic() - started}
+    server.start()
+    fleets: list[FleetProcess] = []
+    try:
+        pid = server.process.pid  # type: ignore[union-attr]
+        time.sleep(3)
+        result["reference_handshakes_per_s"] = _sequential_handshakes(server, 5.0)
+        rss_idle, cpu_before = _rss(pid), _cpu_seconds(pid)
+        options = ["--configs", args.configs, "--telemetry-interval", "60",
+                   "--connect-rate", str(args.connect_rate / args.shards),
+                   "--max-https", str(args.max_https)]  # fmt: skip
+        fleets = [
+            FleetProcess(server, size, [*options, "--shard", f"{i}/{args.shards}"], f"shard{i}")
+            for i in range(args.shards)
+        ]
+        started = time.monotonic()
+        for fleet in fleets:
+            fleet.start()
+        try:
+            wait_until(lambda: _connected(fleets) >= size, timeout=args.timeout,
+                       what=f"{size} vehicles connected", every=2)  # fmt: skip
+        except TimeoutError:
+            result["connected"] = _connected(fleets)
+            result["broke"] = f"only {result['connected']} of {size} connected in {args.timeout} s"
+            return result
+        result["connected"] = _connected(fleets)
+        result["connect_s"] = time.monotonic() - started
+        result["connect_cpu_s_per_vehicle"] = (_cpu_seconds(pid) - cpu_before) / size
+        time.sleep(5)  # the connection burst's buffers settle
+        result["rss_per_vehicle_kib"] = (_rss(pid) - rss_idle) / size / 1024
+        result["rss_mib"] = _rss(pid) / 2**20
+
+        rows, moment = _telemetry_rows(args.database_url), time.monotonic()
+        time.sleep(args.telemetry_window)
+        result["telemetry_stored_per_s"] = (_telemetry_rows(args.database_url) - rows) / (
+            time.monotonic() - moment
+        )
+        result["telemetry_offered_per_s"] = size / 60
+
+        console = server.console()
+        firmware = console.upload("ECM", "2.0.0", random.randbytes(1024), "2.0,2.1")
+        cpu_before, started = _cpu_seconds(pid), time.monotonic()
+        from pqc.pki import fleet_vin
+
+        campaign = console.start_campaign(
+            name=f"fleet {size}", firmware_ids=[firmware["id"]],
+            target_vins=[fleet_vin(i) for i in range(size)], wave_percentages=[100],
+            failure_threshold=0.5, success_threshold=0.5, max_attempts=1,
+        )  # fmt: skip
+        try:
+            detail = console.wait_campaign(
+                campaign, lambda c: c["status"] in ("completed", "paused", "cancelled"),
+                timeout=args.timeout, every=5,
+            )  # fmt: skip
+        except Exception as exc:  # the bench records what broke and goes on
+            result["broke"] = f"campaign: {exc}"[:300]
+            detail = console.campaign(campaign)
+        result["campaign_s"] = time.monotonic() - started
+        result["campaign_status"] = detail["status"]
+        result["campaign_counts"] = {k: v for k, v in detail["counts"].items() if v}
+        result["update_checks_per_s"] = size / result["campaign_s"]
+        result["update_cpu_s_per_vehicle"] = (_cpu_seconds(pid) - cpu_before) / size
+
+        started = time.monotonic()
+        for fleet in fleets:
+            os.killpg(fleet.process.pid, signal.SIGUSR1)  # type: ignore[union-attr]
+        time.sleep(0.5)
+        try:
+            wait_until(lambda: _connected(fleets) >= size, timeout=args.timeout,
+                       what="reconnected", every=0.5)  # fmt: skip
+            result["storm_s"] = time.monotonic() - started
+            result["storm_handshakes_per_s"] = size / result["storm_s"]
+            result["storm_ratio"] = (
+                result["storm_handshakes_per_s"] / result["reference_handshakes_per_s"]
+            )
+        except TimeoutError:
+            result["broke"] = f"reconnect storm: {_connected(fleets)} of {size} back"
+    finally:
+        summaries = []
+        for fleet in fleets:
+            try:
+                summaries.append(fleet.stop())
+            except (OSError, ValueError) as exc:
+                result.setdefault("broke", f"fleet summary: {exc}")
+        server.stop()
+    outcomes: dict[str, int] = {}
+    mismatched = 0
+    for summary in summaries:
+        for vehicle in summary["vehicles"]:
+            results = [o["result"] for o in vehicle["outcomes"]]
+            for name in results:
+                outcomes[name] = outcomes.get(name, 0) + 1
+            mismatched += results != ["succeeded"]
+    result["vehicle_outcomes"] = outcomes
+    result["vehicles_not_exactly_one_success"] = mismatched
+    return result
+
+
+def _table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    def cell(r: dict, key: str, fmt: str) -> str:
+        return format(r[key], fmt) if key in r else "—"
+
+    lines = [
+        "# Fleet benchmark",
+        "",
+        f"`python bench/fleet.py --sizes {args.sizes} --shards {args.shards} --write` with "
+        "`DATABASE_URL` (PostgreSQL), Redis db 12 and the machine's Mosquitto; the server is "
+        "one `manage.py runota` process, the fleet `python -m simulator fleet` in "
+        f"{args.shards} processes, all on this 2-CPU machine, configurations {args.configs}.",
+        "",
+        "| vehicles | connected | connect s | server CPU s / vehicle to connect | server KiB / "
+        "connected vehicle | telemetry stored/s (offered) | campaign s | update checks/s | "
+        "server CPU s / update | reconnect storm handshakes/s | vs sequential | outcomes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['size']:,} | {r.get('connected', 0):,} | {cell(r, 'connect_s', '.0f')} | "
+            f"{cell(r, 'connect_cpu_s_per_vehicle', '.3f')} | "
+            f"{cell(r, 'rss_per_vehicle_kib', '.0f')} | "
+            f"{cell(r, 'telemetry_stored_per_s', '.0f')} ({cell(r, 'telemetry_offered_per_s', '.0f')}) | "
+            f"{cell(r, 'campaign_s', '.0f')} | {cell(r, 'update_checks_per_s', '.1f')} | "
+            f"{cell(r, 'update_cpu_s_per_vehicle', '.3f')} | "
+            f"{cell(r, 'storm_handshakes_per_s', '.0f')} | {cell(r, 'storm_ratio', '.2f')}x of "
+            f"{cell(r, 'reference_handshakes_per_s', '.0f')}/s | "
+            f"{r.get('campaign_counts', {})}; {r.get('vehicles_not_exactly_one_success', '—')} "
+            "vehicles without exactly one success |"
+        )
+    broke = [f"- {r['size']:,} vehicles: {r['broke']}" for r in results if "broke" in r]
+    if broke:
+        lines += ["", "What broke:", "", *broke]
+    lines += ["", "![connect and update cost](../img/fleet-cost.png)", ""]
+    return "\n".join(lines)
+
+
+def _plots(results: list[dict[str, Any]], directory: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in results if "connect_cpu_s_per_vehicle" in r]
+    if not done:
+        return
+    sizes = [r["size"] for r in done]
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(sizes, [r["connect_cpu_s_per_vehicle"] for r in done], "o-", label="connect")
+    axes[0].plot(sizes, [r.get("update_cpu_s_per_vehicle", float("nan")) for r in done], "s-",
+                 label="update")  # fmt: skip
+    axes[0].set_title("server CPU-s per vehicle")
+    axes[0].legend()
+    axes[1].plot(sizes, [r["rss_per_vehicle_kib"] for r in done], "o-")
+    axes[1].axhline(50, color="grey", linestyle="--", label="goal 50 KiB")
+    axes[1].set_title("server KiB per connected vehicle")
+    axes[1].legend()
+    axes[2].plot(sizes, [r.get("update_checks_per_s", float("nan")) for r in done], "o-",
+                 label="update checks/s")  # fmt: skip
+    axes[2].plot(sizes, [r.get("storm_handshakes_per_s", float("nan")) for r in done], "s-",
+                 label="storm handshakes/s")  # fmt: skip
+    axes[2].set_title("rates")
+    axes[2].legend()
+    for axis in axes:
+        axis.set_xlabel("vehicles")
+        axis.set_xscale("log")
+    figure.tight_layout()
+    directory.mkdir(parents=True, exist_ok=True)
+    figure.savefig(directory / "fleet-cost.png", dpi=90)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,5000,10000")
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--configs", default="1:60,13:30,4:10")
+    parser.add_argument("--connect-rate", type=float, default=200.0)
+    parser.add_argument("--max-https", type=int, default=50, help="per fleet process")
+    parser.add_argument("--timeout", type=float, default=900.0, help="per phase, seconds")
+    parser.add_argument("--telemetry-window", type=float, default=30.0)
+    parser.add_argument("--database-url", default=os.environ.get(
+        "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ota_fleet_bench"))  # fmt: skip
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Children inherit the raised limit: the server holds one descriptor per vehicle and more.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    base = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
+    results = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        result = measure(size, args, base)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+        if args.write:
+            (REPO / "bench" / "results" / "fleet.json").write_text(json.dumps(results, indent=1))
+            (REPO / "bench" / "results" / "fleet.md").write_text(_table(results, args))
+            _plots(results, REPO / "docs" / "img")
+
+
+if __name__ == "__main__":
+    main()
