@@ -8,6 +8,7 @@ campaign offers the vehicle an update) with the director's online keys.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from securesystemslib.signer import Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets
@@ -208,17 +209,42 @@ def metadata_file(repository: str, name: str, *, vehicle: Vehicle | None = None)
         if vehicle is None:
             raise NotFoundError("director metadata is per vehicle")
         if name == "timestamp":
-            refresh_director(vehicle)
+            _renewing(refresh_director, vehicle)
         row = _latest(repository, name, vehicle)
     else:
+        if name == "timestamp":
+            _renewing(renew_image_timestamp)
         row = _latest(repository, name)
     if row is None:
         raise NotFoundError(f"no metadata {name}.json")
     return MetadataFile(bytes(row.body), row.sha256)
 
 
+def _renewing(renew: Any, *args: Any) -> None:
+    """Run a renewal that a concurrent request may have done first: the loser's new version
+    collides with the winner's, and the winner's is as good."""
+    with contextlib.suppress(IntegrityError):
+        renew(*args)
+
+
 # ---------------------------------------------------------------------------------------------
 # Image repository: offline root and targets, online snapshot and timestamp.
+
+
+@transaction.atomic
+def renew_image_timestamp() -> None:
+    """Sign a new snapshot and timestamp when the current timestamp nears its expiry, so that
+    vehicles do not take a quiet image repository for a frozen one."""
+    row = _latest(Repository.IMAGE, "timestamp")
+    if row is None or row.expires_at - md.now() > RENEW_BEFORE:
+        return
+    _publish_image_snapshot()
+    record_event(
+        action="uptane.image_timestamp_renewed",
+        actor="system:uptane",
+        object_type="uptane",
+        details={"expired_at": row.expires_at.isoformat()},
+    )
 
 
 def _parse_upload(data: bytes, expected: type) -> Metadata:

@@ -285,3 +285,22 @@ def test_director_only_signature_is_refused_by_the_vehicle(
     with pytest.raises(VerificationError, match="not a signed release"):
         _verifier(vehicle_client, tmp_path).refresh()
     assert other.pk
+
+
+def test_timestamps_near_expiry_are_renewed_when_fetched(
+    ecm_release, vehicle, vehicle_client
+) -> None:
+    import datetime as dt
+
+    from uptane.metadata import now
+
+    vehicle_client.get("/api/v1/uptane/director/timestamp.json")
+    soon = now() + dt.timedelta(hours=1)
+    SignedMetadata.objects.filter(role="timestamp").update(expires_at=soon)
+    for repository in ("image", "director"):
+        before = SignedMetadata.objects.filter(repository=repository, role="timestamp").count()
+        body = vehicle_client.get(f"/api/v1/uptane/{repository}/timestamp.json").content
+        signed = json.loads(body)["signed"]
+        assert signed["version"] == before + 1
+        assert signed["expires"] > (now() + dt.timedelta(hours=20)).isoformat()
+    assert AuditEvent.objects.filter(action="uptane.image_timestamp_renewed").count() == 1
