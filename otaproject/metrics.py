@@ -25,6 +25,8 @@ from diagnostics.models import DiagnosticRequest, InboundDrop
 from ota.choices import CampaignStatus, UpdateState
 from ota.models import Campaign, OtaUpdate
 from vehicles.models import Vehicle
+from webhooks.choices import DeliveryStatus
+from webhooks.models import WebhookDelivery
 
 FINISHED_STATES = (
     UpdateState.SUCCEEDED,
@@ -170,6 +172,25 @@ def worker_lag() -> Iterable[Metric]:
         )
 
 
+def webhook_backlog() -> Iterable[Metric]:
+    deliveries = GaugeMetricFamily(
+        "ota_webhook_deliveries", "Webhook deliveries by status.", labels=["status"]
+    )
+    rows = WebhookDelivery.objects.values("status").annotate(n=Count("pk")).order_by()
+    for row in rows:
+        deliveries.add_metric([row["status"]], row["n"])
+    yield deliveries
+    now = timezone.now()
+    oldest = WebhookDelivery.objects.filter(
+        status=DeliveryStatus.PENDING, next_attempt_at__lte=now
+    ).aggregate(t=Min("created_at"))["t"]
+    yield GaugeMetricFamily(
+        "ota_webhook_oldest_due_seconds",
+        "Age of the oldest webhook delivery that is due and not yet delivered (0 when none).",
+        value=(now - oldest).total_seconds() if oldest else 0.0,
+    )
+
+
 def fleet_state() -> Iterable[Metric]:
     for collect in (
         connected_vehicles,
@@ -177,6 +198,7 @@ def fleet_state() -> Iterable[Metric]:
         mqtt_drops,
         diagnostics_round_trip,
         worker_lag,
+        webhook_backlog,
     ):
         yield from collect()
 

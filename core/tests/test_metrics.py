@@ -116,6 +116,21 @@ def test_an_overdue_update_shows_as_worker_lag(operator_client, offered_update) 
     assert scrape(operator_client)[("ota_worker_lag_seconds", ())] >= 600
 
 
+def test_the_webhook_backlog_is_reported(operator_client, fleet_operator) -> None:
+    from webhooks import services
+
+    services.register_endpoint(
+        actor=fleet_operator,
+        name="ops",
+        url="https://hooks.example/",
+        event_types=["vehicle.update"],
+    )
+    services.enqueue_event("vehicle.update", {"vin": "WVWZZZ1JZ3W386752"})
+    found = scrape(operator_client)
+    assert found[("ota_webhook_deliveries", (("status", "pending"),))] == 1
+    assert found[("ota_webhook_oldest_due_seconds", ())] >= 0
+
+
 def test_update_checks_are_timed(vehicle_client, operator_client) -> None:
     before = REGISTRY.get_sample_value("ota_update_check_seconds_count") or 0.0
     assert vehicle_client.post("/api/v1/ota/check", {}, format="json").status_code == 200
