@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import select
 import socket
 import subprocess
 import sys
@@ -24,6 +27,25 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def access_lines(procs: list[subprocess.Popen], *, wanted: int, seconds: float) -> list[dict]:
+    """The ota.access JSON lines the processes print, until `wanted` of them or the deadline."""
+    seen = {proc.pid: "" for proc in procs}
+    deadline = time.monotonic() + seconds
+    found: list[dict] = []
+    while len(found) < wanted and time.monotonic() < deadline:
+        ready, _, _ = select.select([p.stdout for p in procs], [], [], 0.2)
+        for proc in procs:
+            if proc.stdout in ready:
+                seen[proc.pid] += os.read(proc.stdout.fileno(), 65536).decode(errors="replace")
+        found = [
+            json.loads(line)
+            for text in seen.values()
+            for line in text.splitlines()
+            if line.startswith("{") and '"logger": "ota.access"' in line
+        ]
+    return found
 
 
 def test_background_services_belong_to_the_bridge_or_the_worker_role() -> None:
@@ -51,7 +73,7 @@ def test_split_roles_share_a_port_and_run_only_their_parts(
     )
 
     console_port, metrics_port = free_port(), free_port()
-    shared = {**env, "OTA_REUSE_PORT": "1"}
+    shared = {**env, "OTA_REUSE_PORT": "1", "OTA_LOG_FORMAT": "json"}
     command = [sys.executable, MANAGE, "runota", "--console-port", str(console_port), "--role"]
     with_worker = subprocess.Popen(
         [*command, "console,worker"],
@@ -79,6 +101,12 @@ def test_split_roles_share_a_port_and_run_only_their_parts(
                 server_hostname="localhost",
             )  # fmt: skip
             assert answer.status == 200
+        # One JSON access line per request, from whichever process served it.
+        lines = access_lines([with_worker, console_only], wanted=4, seconds=10)
+        assert {(line["listener"], line["path"], line["status"]) for line in lines} == {
+            ("console", "/healthz", 200)
+        }
+        assert all(len(line["request_id"]) == 32 for line in lines)
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert b"ota_tls_handshakes_total" in response.read()
