@@ -9,16 +9,19 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "otaproject.settings")
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
-    from django.db import OperationalError
+    from django.db import OperationalError, ProgrammingError
 
     try:
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:
         # A setting the operator can fix: its one-line message, not a traceback.
         sys.exit(f"configuration error: {_first_line(exc)}")
-    except OperationalError as exc:
+    except (OperationalError, ProgrammingError) as exc:
+        message = _first_line(exc)
+        if "no such table" in message or "does not exist" in message:
+            sys.exit(f"database error: {message} ({_database()}; run `manage.py migrate` first)")
         # Most often the database is down or DATABASE_URL names the wrong one.
-        sys.exit(f"database error: {_first_line(exc)} ({_database()}; check DATABASE_URL)")
+        sys.exit(f"database error: {message} ({_database()}; check DATABASE_URL)")
     except OSError as exc:
         # A file or directory a command was given (or a setting names) cannot be used.
         sys.exit(f"error: {exc}")

@@ -117,3 +117,13 @@ def test_a_file_a_command_cannot_write_is_one_line(tmp_path) -> None:
         f"error: [Errno 2] No such file or directory: '{target}'"
     )
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_database_without_its_tables_says_to_migrate(tmp_path) -> None:
+    done = _manage(tmp_path, "api_token", "list", "nobody")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "database error: no such table: auth_user "
+        f"(SQLite file {tmp_path / 'ota.sqlite3'}; run `manage.py migrate` first)"
+    )
