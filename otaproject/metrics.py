@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -163,13 +163,6 @@ def worker_lag() -> Iterable[Metric]:
         "Age of the oldest campaign-worker task already due (0 when none is).",
         value=lag,
     )
-    last = OtaUpdate.objects.aggregate(t=Max("updated_at"))["t"]
-    if last is not None:
-        yield GaugeMetricFamily(
-            "ota_update_last_change_timestamp_seconds",
-            "When any update record last changed.",
-            value=last.timestamp(),
-        )
 
 
 def webhook_backlog() -> Iterable[Metric]:

@@ -15,6 +15,7 @@ import secrets
 import time
 import urllib.error
 import urllib.request
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -149,11 +150,11 @@ def enqueue_event(event_type: str, payload: dict[str, Any]) -> int:
     if not endpoints:
         return 0
     now = timezone.now()
-    event = WebhookDelivery(event_type=event_type, payload=payload)  # one event id for all
+    event_id = uuid.uuid4()  # one id for the event, whichever endpoint receives it
     WebhookDelivery.objects.bulk_create(
         WebhookDelivery(
             endpoint=endpoint,
-            event_id=event.event_id,
+            event_id=event_id,
             event_type=event_type,
             payload=payload,
             next_attempt_at=now,
