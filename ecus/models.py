@@ -106,7 +106,8 @@ class Ecu(models.Model):
             ),
         ]
         indexes = [
-            # Campaign targeting: "vehicles whose ECM runs a version below X".
+            # Campaign targeting: "vehicles whose ECM runs a version below X". On PostgreSQL
+            # a covering twin (migration 0003) also serves the fleet list and version report.
             models.Index(fields=["ecu_type", "sw_version_key"], name="ecus_ecu_type_version"),
         ]
 
