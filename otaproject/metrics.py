@@ -152,9 +152,13 @@ def worker_lag() -> Iterable[Metric]:
         OtaUpdate.objects.filter(state__in=ACTIVE_STATES, deadline_at__lte=now).aggregate(
             t=Min("deadline_at")
         )["t"],
-        OtaUpdate.objects.filter(next_action_at__lte=now)
-        .exclude(state__in=FINISHED_STATES)
-        .aggregate(t=Min("next_action_at"))["t"],
+        # Offers due in a running campaign's reached waves (as ota.engine picks them).
+        OtaUpdate.objects.filter(
+            campaign__status=CampaignStatus.RUNNING,
+            wave__index__lte=F("campaign__current_wave"),
+            next_action_at__lte=now,
+            state__in=[UpdateState.QUEUED, UpdateState.FAILED, UpdateState.ROLLED_BACK],
+        ).aggregate(t=Min("next_action_at"))["t"],
     ]
     due = [t for t in oldest if t is not None]
     lag = (now - min(due)).total_seconds() if due else 0.0

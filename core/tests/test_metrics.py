@@ -110,6 +110,14 @@ def test_an_overdue_update_shows_as_worker_lag(operator_client, offered_update) 
     from django.utils import timezone
 
     assert scrape(operator_client)[("ota_worker_lag_seconds", ())] == 0
+    # A queued offer of a reached wave, due five minutes ago and not yet made, is lag too.
+    OtaUpdate.objects.filter(pk=offered_update.pk).update(
+        state=UpdateState.QUEUED, next_action_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert 300 <= scrape(operator_client)[("ota_worker_lag_seconds", ())] < 400
+    OtaUpdate.objects.filter(pk=offered_update.pk).update(
+        state=UpdateState.OFFERED, next_action_at=None
+    )
     OtaUpdate.objects.filter(pk=offered_update.pk).update(
         deadline_at=timezone.now() - timedelta(minutes=10)
     )
