@@ -56,6 +56,14 @@ def test_anonymous_and_viewer_are_refused_with_a_json_error(client, viewer) -> N
     assert "operator" in response.json()["error"]["message"]
 
 
+def test_the_vehicle_listener_does_not_serve_metrics() -> None:
+    from django.urls import Resolver404, resolve
+
+    assert resolve("/metrics", urlconf="otaproject.urls_console").url_name == "metrics"
+    with pytest.raises(Resolver404):
+        resolve("/metrics", urlconf="otaproject.urls_vehicle")
+
+
 def test_an_operator_token_reads_the_metrics(client, fleet_operator) -> None:
     _token, plain = create_token(fleet_operator, actor=fleet_operator, lifetime=None)
     response = client.get("/metrics", HTTP_AUTHORIZATION=f"Token {plain}")
