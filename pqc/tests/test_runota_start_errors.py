@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import socket
 import subprocess
@@ -80,10 +79,3 @@ def test_a_missing_server_certificate_says_how_to_make_one(prepared, tmp_path) -
         "CommandError: server certificate for ecdsa-p256 is missing; run `manage.py pqc_pki init`"
     )
 
-
-def test_a_database_without_its_migrations_stops_the_start(prepared, tmp_path) -> None:
-    done = _runota(prepared, DATABASE_URL=f"sqlite:///{tmp_path / 'empty.sqlite3'}")
-    assert re.fullmatch(
-        r"CommandError: \d+ database migrations are not applied: run `manage.py migrate` first",
-        _last_line(done),
-    )

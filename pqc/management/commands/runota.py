@@ -9,7 +9,6 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError, connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils.module_loading import import_string
 from twisted.internet.error import CannotListenError
 
@@ -40,13 +39,6 @@ def _check_database() -> None:
             else f"{db['NAME']} at {db['HOST']}:{db.get('PORT') or 5432}"
         )
         raise CommandError(f"database {where} is unreachable: {reason} (check DATABASE_URL)")
-    else:
-        executor = MigrationExecutor(connection)
-        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
-        if pending:
-            raise CommandError(
-                f"{len(pending)} database migrations are not applied: run `manage.py migrate` first"
-            )
     finally:
         # The listeners' threads open their own connections.
         connection.close()
