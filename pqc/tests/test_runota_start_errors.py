@@ -78,4 +78,3 @@ def test_a_missing_server_certificate_says_how_to_make_one(prepared, tmp_path) -
     assert _last_line(done) == (
         "CommandError: server certificate for ecdsa-p256 is missing; run `manage.py pqc_pki init`"
     )
-
