@@ -101,6 +101,9 @@ class Console:
             ) from None
         except TlsRefused as exc:
             raise OtactlError(f"TLS with {self.target.url} failed: {_tls_reason(exc)}") from None
+        except (ValueError, IndexError):
+            # The TLS peer is not an HTTP server (a status line that does not parse).
+            raise OtactlError(f"{self.target.url} did not answer in HTTP") from None
         except TimeoutError:
             raise OtactlError(f"{self.target.url} did not answer within {TIMEOUT_SECONDS:.0f} s")
         except OSError as exc:

@@ -12,7 +12,7 @@ import pytest
 from otactl import cli, commands, render
 from otactl.console import Console
 from otactl.settings import resolve, write_config
-from pqc.client import HttpResponse
+from pqc.client import HttpResponse, read_response_head
 
 
 @pytest.fixture(autouse=True)
@@ -243,3 +243,20 @@ def test_tables_align_columns_and_show_missing_values_as_a_dash() -> None:
         "7   2.0.0    2.0,2.1",
         "12  -        -",
     ]
+
+
+def test_a_peer_that_does_not_speak_http_is_one_line(capsys, monkeypatch, ca) -> None:
+    monkeypatch.setenv("OTACTL_TOKEN", "t")
+
+    class NotHttp:
+        def recv(self, size: int = 0) -> bytes:
+            return b"SSH-2.0-OpenSSH_9.2\r\n\r\n"
+
+    def garbled(*args, **kwargs):
+        return read_response_head(NotHttp())  # the client's own parser meets a non-HTTP peer
+
+    monkeypatch.setattr("otactl.console.https_request", garbled)
+    status, _, err = _run(capsys, "--url", "https://localhost:22", "--ca", str(ca), "audit",
+                          "export")  # fmt: skip
+    assert status == 1
+    assert _one_line(err) == "otactl: https://localhost:22 did not answer in HTTP"
