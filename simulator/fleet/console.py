@@ -10,11 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pqc.catalogue import get_configuration
+from pqc.catalogue import get_configuration, load_catalogue
 from pqc.client import ClientCredentials, HttpResponse, https_request
 
 # ML-KEM-768 with an ECDSA-P256 server certificate: what the console offers every client.
 CONSOLE_CONFIG = 1
+CATALOGUE = Path(__file__).resolve().parents[2] / "config" / "pqc_configs.yaml"
 
 
 class ConsoleError(RuntimeError):
@@ -27,7 +28,7 @@ class Console:
         self.port = port
         self.token = token
         self.connect = {
-            "config": get_configuration(CONSOLE_CONFIG),
+            "config": get_configuration(CONSOLE_CONFIG, load_catalogue(CATALOGUE)),
             "credentials": ClientCredentials(ca=ca_bundle),
             "server_hostname": "localhost",
         }
