@@ -3,7 +3,8 @@
 The history table is range-partitioned on `reported_at` (the vehicle's own timestamp, the key
 of the de-duplicating unique constraint, which a partitioned table must include): one table a
 day, named `<table>_pYYYYMMDD`, and a default partition for timestamps no day table covers.
-Retention drops whole days instead of deleting rows. These helpers speak SQL on a cursor and
+Retention drops whole days instead of deleting rows: a day goes once all of it is older
+than the cutoff, so up to one day more than asked for is kept. These helpers speak SQL on a cursor and
 know no model, so the migration that partitions the table uses them as they are.
 """
 
@@ -103,3 +104,9 @@ def drop_days_before(cursor: Any, cutoff: datetime) -> int:
         dropped_rows += cursor.fetchone()[0]
         cursor.execute(f"DROP TABLE {partition.name}")
     return dropped_rows
+
+
+def delete_from_default_before(cursor: Any, cutoff: datetime) -> int:
+    """Delete the default partition's rows received before `cutoff`; returns how many."""
+    cursor.execute(f"DELETE FROM {DEFAULT_PARTITION} WHERE received_at < %s", [cutoff])
+    return cursor.rowcount

@@ -344,17 +344,17 @@ def prune_telemetry(
 ) -> int:
     """Delete history older than `older_than` and, if given, beyond the newest N per vehicle.
 
-    On PostgreSQL whole days go at once (their tables are dropped); the rest is deleted row by
-    row. The latest-values row of each vehicle is kept whatever its age.
+    On PostgreSQL the history goes by whole days (their tables are dropped once all of a day is
+    older than the cutoff, so up to a day more is kept); elsewhere, and in the default
+    partition, row by row. The latest-values row of each vehicle is kept whatever its age.
     """
     cutoff = timezone.now() - older_than
-    deleted = 0
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and _partitioned():
         with connection.cursor() as cursor:
-            if partitions.is_partitioned(cursor):
-                deleted += partitions.drop_days_before(cursor, cutoff)
-    count, _ = TelemetrySample.objects.older_than(cutoff).delete()
-    deleted += count
+            deleted = partitions.drop_days_before(cursor, cutoff)
+            deleted += partitions.delete_from_default_before(cursor, cutoff)
+    else:
+        deleted, _ = TelemetrySample.objects.older_than(cutoff).delete()
     if keep_per_vehicle is not None:
         deleted += _delete_beyond(keep_per_vehicle)
     if deleted:
@@ -377,13 +377,16 @@ def ensure_telemetry_partitions(*, days_ahead: int = TELEMETRY_DAYS_AHEAD) -> in
 
     Only PostgreSQL partitions the history; elsewhere this does nothing.
     """
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or not _partitioned():
         return 0
     today = timezone.now().date()
     with connection.cursor() as cursor:
-        if not partitions.is_partitioned(cursor):
-            return 0
         return partitions.ensure_days(cursor, today, today + timedelta(days=days_ahead))
+
+
+def _partitioned() -> bool:
+    with connection.cursor() as cursor:
+        return partitions.is_partitioned(cursor)
 
 
 def _delete_beyond(keep: int) -> int:

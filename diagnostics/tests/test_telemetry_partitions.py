@@ -88,12 +88,15 @@ def test_ensuring_partitions_twice_creates_them_once():
     assert _day_tables() == before
 
 
-def test_retention_drops_whole_days_and_deletes_older_rows_elsewhere(vehicle):
+def test_retention_drops_whole_days_keeps_a_day_only_partly_old_and_prunes_the_default(vehicle):
     old_day = _noon(-40)
+    boundary = _noon(-30)
     with connection.cursor() as cursor:
-        partitions.ensure_days(cursor, old_day.date(), old_day.date())
+        partitions.ensure_days(cursor, old_day.date(), boundary.date())
     for seq in range(1, 4):
         _store(vehicle, seq, old_day + timedelta(minutes=seq))
+    # Thirty days and a few hours old, but its day reaches past the cutoff: kept for now.
+    partly_old = _store(vehicle, 5, boundary - timedelta(hours=11))
     # Received long ago, reported in no day's range: only the row delete can take it.
     stray = _store(vehicle, 10, datetime(2001, 1, 1, tzinfo=UTC))
     TelemetrySample.objects.filter(pk=stray.pk).update(received_at=old_day)
@@ -102,7 +105,11 @@ def test_retention_drops_whole_days_and_deletes_older_rows_elsewhere(vehicle):
     assert prune_telemetry(older_than=timedelta(days=30), actor="system:test") == 4
 
     assert partitions.day_partition(old_day.date()).name not in _day_tables()
-    assert list(TelemetrySample.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert partitions.day_partition(boundary.date()).name in _day_tables()
+    assert set(TelemetrySample.objects.values_list("pk", flat=True)) == {
+        partly_old.pk,
+        recent.pk,
+    }
     event = AuditEvent.objects.get(action="telemetry.pruned")
     assert event.details["deleted"] == 4
     assert event.actor_label == "system:test"
