@@ -304,3 +304,35 @@ def test_timestamps_near_expiry_are_renewed_when_fetched(
         assert signed["version"] == before + 1
         assert signed["expires"] > (now() + dt.timedelta(hours=20)).isoformat()
     assert AuditEvent.objects.filter(action="uptane.image_timestamp_renewed").count() == 1
+
+
+def test_a_supplier_signs_and_uploads_its_own_images(
+    repositories, engineer_client, tmp_path, tmp_path_factory, registry
+) -> None:
+    ecm = make_firmware(code="ECM", version="2.0.0", hardware_versions=("2.0",))
+    bcm = make_firmware(code="BCM", version="1.2.0", hardware_versions=("1.0",))
+    acme = tmp_path_factory.mktemp("acme")
+    release.keygen(acme, ["supplier-acme"])
+    draft = engineer_client.get("/api/v1/uptane/image/targets-draft").json()
+    ours = {**draft, "targets": {p: t for p, t in draft["targets"].items() if p.startswith("ECM/")}}
+    theirs = {
+        **draft,
+        "targets": {p: t for p, t in draft["targets"].items() if p.startswith("BCM/")},
+    }
+
+    def sign(body: dict, key_dir: Path, *extra: str) -> bytes:
+        (tmp_path / "d.json").write_text(json.dumps(body))
+        out = tmp_path / "s.json"
+        args = ["sign", "--keys", str(key_dir), "--draft", str(tmp_path / "d.json")]
+        assert release.main([*args, "--out", str(out), *extra]) == 0
+        return out.read_bytes()
+
+    top = sign(ours, repositories, "--delegate", f"supplier-acme:BCM/*:{acme}")
+    assert _upload(engineer_client, "targets", top).status_code == 201
+    assert services.unreleased_firmware([ecm, bcm]) == [bcm]
+    supplier = sign(theirs, acme, "--role", "supplier-acme")
+    assert _upload(engineer_client, "supplier-acme", supplier).status_code == 201
+    assert services.unreleased_firmware([ecm, bcm]) == []
+    stranger = _upload(engineer_client, "supplier-other", supplier)
+    assert stranger.status_code == 400
+    assert "role" in stranger.json()["error"]["fields"]

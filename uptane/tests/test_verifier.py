@@ -223,3 +223,57 @@ def test_packages_must_carry_exactly_the_approved_images(fleet) -> None:
         check_packages([approved], [package("ECM-01", b"other build")])
     with pytest.raises(VerificationError, match="the director does not"):
         check_packages([approved], [package("ECM-01", IMAGE), package("BCM-01", b"x")])
+
+
+def _delegate_bcm(fleet, supplier_signers):
+    import hashlib
+
+    role, keys_by_id = md.supplier_delegation(
+        "supplier-acme", [s.public_key for s in supplier_signers], paths=["BCM/*"]
+    )
+    fleet.image.delegated_signers["supplier-acme"] = supplier_signers
+    data = b"BCM firmware 1.2.0"
+    ecm = md.image_target(
+        IMAGE_PATH,
+        length=len(IMAGE),
+        sha256=hashlib.sha256(IMAGE).hexdigest(),
+        ecu_type="ECM",
+        hardware_ids=["ECM-HW-2.0"],
+    )
+    fleet.image.publish_targets([ecm], delegations=md.delegations_of([(role, keys_by_id)]))
+    bcm = md.image_target(
+        "BCM/1.2.0",
+        length=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        ecu_type="BCM",
+        hardware_ids=["BCM-HW-1.0"],
+    )
+    return bcm, data
+
+
+def test_a_supplier_delegation_releases_its_own_images(fleet) -> None:
+    supplier = keys.generate_role_signers("supplier-acme")
+    bcm, data = _delegate_bcm(fleet, supplier)
+    fleet.image.publish_targets([bcm], role="supplier-acme")
+    fleet.image.publish_snapshot_and_timestamp()
+    fleet.direct(path="BCM/1.2.0", data=data, ecu_id="BCM-01", hardware="BCM-HW-1.0")
+    (approved,) = fleet.verifier().refresh()
+    assert (approved.ecu_id, approved.path) == ("BCM-01", "BCM/1.2.0")
+
+
+def test_a_supplier_cannot_sign_outside_its_paths_or_with_one_algorithm(fleet) -> None:
+    supplier = keys.generate_role_signers("supplier-acme")
+    bcm, data = _delegate_bcm(fleet, supplier)
+    # The supplier signs an ECM image (not under BCM/*): clients never ask it for ECM paths.
+    evil = md.image_target(
+        "ECM/6.6.6", length=3, sha256="00" * 32, ecu_type="ECM", hardware_ids=["ECM-HW-2.0"]
+    )
+    fleet.image.publish_targets([bcm, evil], role="supplier-acme")
+    fleet.image.publish_snapshot_and_timestamp()
+    fleet.direct(path="ECM/6.6.6", data=b"xyz")
+    _refused(fleet, "not_in_image_repository")
+    ecdsa_only = [s for s in supplier if s.public_key.keytype == "ecdsa"]
+    fleet.image.publish_targets([bcm], role="supplier-acme", signers=ecdsa_only)
+    fleet.image.publish_snapshot_and_timestamp()
+    fleet.direct(path="BCM/1.2.0", data=data, ecu_id="BCM-01", hardware="BCM-HW-1.0")
+    _refused(fleet, "UnsignedMetadataError")
