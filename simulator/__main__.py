@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     updates.add_argument("--status-via", choices=["rest", "mqtt"], default="rest")
     updates.add_argument("--cut-download-at", type=int, default=None)
     updates.add_argument("--print-sessions", action="store_true")
+    updates.add_argument(
+        "--uptane-roots",
+        type=Path,
+        default=None,
+        help="directory with image-root.json and director-root.json: verify Uptane metadata",
+    )
     plain = parser.add_argument_group("MQTT only (no updates)")
     plain.add_argument("--mqtt-url", help="plain MQTT on loopback, e.g. mqtt://127.0.0.1:1883")
     parser.add_argument("--mqtt311", action="store_true", help="MQTT 3.1.1 instead of 5")
@@ -166,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
             answer_rule=args.answer_ecus,
             telemetry_interval=args.telemetry_interval,
             topic_root=args.topic_root,
+            uptane_roots=args.uptane_roots,
         ).start(register=not args.no_register)
         vehicle = reference.mqtt
         assert vehicle is not None

@@ -24,6 +24,7 @@ from pqc.tls import TlsSessionInfo
 from simulator.ecus import load_build_sheet
 from simulator.https import VehicleHttps
 from simulator.ota import AgentOptions, OtaAgent
+from simulator.uptane import primary_verifier
 from simulator.vehicle import SimulatedVehicle, VehicleConfig
 
 logger = logging.getLogger("simulator")
@@ -57,6 +58,8 @@ class ReferenceVehicle:
     telemetry_interval: float = 10.0
     # The server's MQTT_TOPIC_ROOT: the front admits only topics under it.
     topic_root: str = "vehicle"
+    # Provisioned Uptane roots (image-root.json, director-root.json): verify before installing.
+    uptane_roots: Path | None = None
 
     def __post_init__(self) -> None:
         self.https = VehicleHttps(
@@ -77,6 +80,13 @@ class ReferenceVehicle:
             model_year=self.model_year,
             vmg_id=self.vmg_id or f"VMG-{self.vin[-6:]}",
         )
+        if self.uptane_roots is not None:
+            self.agent.uptane = primary_verifier(
+                self.https,
+                state_dir=self.state_dir / "uptane",
+                ecus=self.agent.ecus,
+                roots_dir=self.uptane_roots,
+            )
         self.tunnel = MqttTlsTunnel(
             host=self.server.host,
             port_remote=self.server.mqtt_port,

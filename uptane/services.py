@@ -227,6 +227,20 @@ def _renewing(renew: Any, *args: Any) -> None:
         renew(*args)
 
 
+def export_roots(directory: Path) -> list[Path]:
+    """Write the current root of each repository, to provision vehicles with."""
+    written = []
+    directory.mkdir(parents=True, exist_ok=True)
+    for repository in Repository:
+        row = _latest(repository, "root")
+        if row is None:
+            raise NotFoundError(f"the {repository.label} has no root yet")
+        path = directory / f"{repository.value}-root.json"
+        path.write_bytes(bytes(row.body))
+        written.append(path)
+    return written
+
+
 # ---------------------------------------------------------------------------------------------
 # Image repository: offline root and targets, online snapshot and timestamp.
 

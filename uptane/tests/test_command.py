@@ -26,3 +26,11 @@ def test_rotating_a_director_key_publishes_the_next_root(db) -> None:
     assert SignedMetadata.objects.filter(repository="director", role="root").count() == 2
     with pytest.raises(CommandError, match="not a director role"):
         call_command("uptane", "rotate-director-key", "bogus", stdout=StringIO())
+
+
+def test_roots_are_exported_for_provisioning(db, tmp_path) -> None:
+    call_command("uptane", "init", stdout=StringIO())
+    with pytest.raises(CommandError, match="no root yet"):
+        call_command("uptane", "roots", "--out", str(tmp_path), stdout=StringIO())
+    with pytest.raises(CommandError, match="--out"):
+        call_command("uptane", "roots", stdout=StringIO())

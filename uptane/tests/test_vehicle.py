@@ -15,7 +15,6 @@ from simulator.ota import OtaAgent
 from simulator.tests.in_process import VIN, make_agent
 from simulator.uptane import primary_verifier
 from uptane import release, services
-from uptane.choices import Repository
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -51,10 +50,8 @@ def sign_release(offline: Path, tmp_path: Path) -> None:
 
 
 def provision_roots(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in (Repository.IMAGE, Repository.DIRECTOR):
-        body = services.metadata_file(name, "1.root").body
-        (directory / f"{name}-root.json").write_bytes(body)
+    written = services.export_roots(directory)
+    assert sorted(p.name for p in written) == ["director-root.json", "image-root.json"]
     return directory
 
 
