@@ -23,7 +23,13 @@ from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from uptane.keys import InvalidKeyError
-from uptane.metadata import MetadataPolicyError, check_hybrid_root, directed_ecus, now
+from uptane.metadata import (
+    MetadataPolicyError,
+    check_hybrid_delegations,
+    check_hybrid_root,
+    directed_ecus,
+    now,
+)
 
 # Bounds on what a vehicle downloads per file: a repository that sends more is refused
 # (endless-data attack). Sized for hybrid signatures: an ML-DSA-65 signature is 3,309 bytes,
@@ -127,6 +133,8 @@ class PrimaryVerifier:
         try:
             if self.require_hybrid:
                 check_hybrid_root(self._trusted(name, Root))
+                # Supplier delegations obey the same rule as the roles of the root.
+                check_hybrid_delegations(self._trusted(name, Targets))
         except (MetadataPolicyError, InvalidKeyError) as exc:
             raise VerificationError(f"{name}_not_hybrid", str(exc)) from exc
         return updater

@@ -277,3 +277,18 @@ def test_a_supplier_cannot_sign_outside_its_paths_or_with_one_algorithm(fleet) -
     fleet.image.publish_snapshot_and_timestamp()
     fleet.direct(path="BCM/1.2.0", data=data, ecu_id="BCM-01", hardware="BCM-HW-1.0")
     _refused(fleet, "UnsignedMetadataError")
+
+
+def test_a_delegation_one_algorithm_could_sign_is_refused_by_the_vehicle(fleet) -> None:
+    from tuf.api.metadata import Metadata, Targets
+
+    supplier = keys.generate_role_signers("supplier-acme")
+    _delegate_bcm(fleet, supplier)
+    # Forge what a careless offline tool could produce: the delegation's threshold lowered
+    # to 1, validly signed by the targets keys.
+    url = fleet.image.url("targets.json")
+    metadata = Metadata[Targets].from_bytes(fleet.image.files[url])
+    metadata.signed.delegations.roles["supplier-acme"].threshold = 1
+    fleet.image.files[url] = md.to_bytes(md.sign(metadata, fleet.image.signers["targets"]))
+    fleet.image.publish_snapshot_and_timestamp()
+    _refused(fleet, "image_not_hybrid")
