@@ -647,6 +647,9 @@ class OtaListeners:
                 revocation=revocation,
                 families=self.mqtt.families,
             )
+            # Idle vehicles hold these connections for hours: OpenSSL frees each one's read and
+            # write buffers between records (about 25 KiB per connection).
+            mqtt_ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
             front = MqttFrontFactory(*self.mqtt_upstream)
             self._bind(MQTT, self.mqtt.port, mqtt_ctx, front, mutual=True)
         return dict(self.ports)
