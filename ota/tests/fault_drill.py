@@ -7,10 +7,12 @@ campaign while one server is killed with SIGKILL mid-download, the other between
 install, the broker restarts and the database stops for a while. Then the drill compares what
 the vehicles know with what the server recorded::
 
-    python -m ota.tests.fault_drill --vehicles 40
+    python -m ota.tests.fault_drill --vehicles 40 [--split-roles]
 
-prints one JSON report and exits 1 if any check failed. `ota/tests/test_fault_drill.py` runs
-it in the slow suite. The subcommands `setup`, `inspect` and `vehicle` are its own helpers, run
+With --split-roles each server is two processes, `runota --role vehicle-api,console,mqtt-front`
+and `runota --role bridge,worker`, and a kill takes both. The drill prints one JSON report and
+exits 1 if any check failed. `ota/tests/test_fault_drill.py` runs it in the slow suite, with
+the roles split. The subcommands `setup`, `inspect` and `vehicle` are its own helpers, run
 in child processes with the drill's environment.
 """
 
@@ -242,7 +244,9 @@ class Server:
     vehicle_port: int = field(default_factory=free_port)
     console_port: int = field(default_factory=free_port)
     mqtt_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    # One runota with every role, or (roles split) one with the listeners and one with the
+    # bridge and the background workers.
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     starts: int = 0
 
     def env(self) -> dict[str, str]:
@@ -291,6 +295,7 @@ class DrillReport:
     violations: list[str] = field(default_factory=list)
     verify_audit: str = ""
     shared_subscriptions: bool = False
+    split_roles: bool = False
 
 
 class Drill:
@@ -303,9 +308,11 @@ class Drill:
         redis_url: str,
         shared_subscriptions: bool,
         timeout: float,
+        split_roles: bool = False,
         work_dir: Path | None = None,
     ) -> None:
         self.count = vehicles
+        self.split_roles = split_roles
         self.image_bytes = image_bytes
         self.outage_seconds = outage_seconds
         self.redis_url = redis_url
@@ -320,7 +327,9 @@ class Drill:
         self.broker = PrivateBroker(self.base)
         self.servers = [Server("a"), Server("b")]
         self.vehicles: list[Vehicle] = []
-        self.report = DrillReport(vehicles=vehicles, shared_subscriptions=shared_subscriptions)
+        self.report = DrillReport(
+            vehicles=vehicles, shared_subscriptions=shared_subscriptions, split_roles=split_roles
+        )
         self.started = time.monotonic()
         self.token = ""
         self.campaign_id = 0
@@ -377,23 +386,33 @@ class Drill:
 
     def start_server(self, server: Server) -> None:
         server.starts += 1
-        log = (self.base / f"runota-{server.name}.log").open("ab")
-        log.write(f"--- start {server.starts} at {self.elapsed():.1f} s\n".encode())
-        log.flush()
-        server.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runota"],
-            cwd=ROOT,
-            env=self.env(server),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        if self.split_roles:
+            parts = {"front": "vehicle-api,console,mqtt-front", "back": "bridge,worker"}
+        else:
+            parts = {"": "vehicle-api,console,mqtt-front,bridge,worker"}
+        server.processes = []
+        for part, roles in parts.items():
+            name = f"runota-{server.name}-{part}" if part else f"runota-{server.name}"
+            log = (self.base / f"{name}.log").open("ab")
+            log.write(f"--- start {server.starts} at {self.elapsed():.1f} s\n".encode())
+            log.flush()
+            server.processes.append(
+                subprocess.Popen(
+                    [sys.executable, "manage.py", "runota", "--role", roles],
+                    cwd=ROOT,
+                    env=self.env(server),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            log.close()
 
     def wait_server(self, server: Server) -> None:
         def up() -> bool:
-            if server.process is not None and server.process.poll() is not None:
-                raise DrillError(f"runota {server.name} exited with {server.process.returncode}")
+            for process in server.processes:
+                if process.poll() is not None:
+                    raise DrillError(f"runota {server.name} exited with {process.returncode}")
             return all(
                 port_open(port)
                 for port in (server.vehicle_port, server.console_port, server.mqtt_port)
@@ -402,9 +421,9 @@ class Drill:
         wait_until(up, timeout=90, what=f"runota {server.name} to listen")
 
     def kill_server(self, server: Server) -> None:
-        assert server.process is not None
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(10)
+        for process in server.processes:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -750,8 +769,8 @@ class Drill:
             if vehicle.process is not None:
                 _end(vehicle.process, grace=5)
         for server in self.servers:
-            if server.process is not None:
-                _end(server.process, grace=10)
+            for process in server.processes:
+                _end(process, grace=10)
         self.broker.stop()
         self.postgres.kill()
         self._flush_redis()
@@ -995,6 +1014,11 @@ def main(argv: list[str] | None = None) -> int:
         "--redis-url", default=os.environ.get("FAULT_DRILL_REDIS_URL", "redis://127.0.0.1:6379/13")
     )
     parser.add_argument("--shared-subscriptions", action="store_true")
+    parser.add_argument(
+        "--split-roles",
+        action="store_true",
+        help="each server as two processes: the listeners, and the bridge with the workers",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="for the updates to end")
     parser.add_argument("--keep", type=Path, help="work here and keep the logs")
     helpers = parser.add_subparsers(dest="helper")
@@ -1027,6 +1051,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_url=args.redis_url,
         shared_subscriptions=args.shared_subscriptions,
         timeout=args.timeout,
+        split_roles=args.split_roles,
         work_dir=args.keep,
     )
     report = drill.run()
