@@ -1,8 +1,9 @@
 """The server tells the truth through crashes, a broker restart and a database outage.
 
-Real processes only: two `manage.py runota` on one private PostgreSQL cluster, one Redis
-channel layer and one private Mosquitto, with reference vehicles in their own processes (see
-ota/tests/fault_drill.py). FAULT_DRILL_VEHICLES sets the fleet size (default 40, see
+Real processes only: two servers on one private PostgreSQL cluster, one Redis channel layer
+and one private Mosquitto, each server as two `manage.py runota` processes with its roles split
+(the listeners; the bridge and the workers), with reference vehicles in their own processes
+(see ota/tests/fault_drill.py). FAULT_DRILL_VEHICLES sets the fleet size (default 40, see
 docs/BENCHMARKS.md "Reliability" for why).
 """
 
@@ -52,6 +53,7 @@ def test_a_campaign_through_crashes_and_outages_ends_in_the_vehicles_truth():
         redis_url=REDIS_URL,
         shared_subscriptions=False,
         timeout=300,
+        split_roles=True,
     ).run()
 
     summary = json.dumps(asdict(report), indent=1)
