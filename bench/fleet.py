@@ -160,8 +160,10 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         started = time.monotonic()
         for fleet in fleets:
             os.killpg(fleet.process.pid, signal.SIGUSR1)  # type: ignore[union-attr]
-        time.sleep(0.5)
         try:
+            # The progress lines must first show the cut, or a stale line reads as "all back".
+            wait_until(lambda: _connected(fleets) < size // 2, timeout=30,
+                       what="connections cut", every=0.2)  # fmt: skip
             wait_until(lambda: _connected(fleets) >= size, timeout=args.timeout,
                        what="reconnected", every=0.5)  # fmt: skip
             result["storm_s"] = time.monotonic() - started

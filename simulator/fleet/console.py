@@ -31,6 +31,8 @@ class Console:
             "config": get_configuration(CONSOLE_CONFIG, load_catalogue(CATALOGUE)),
             "credentials": ClientCredentials(ca=ca_bundle),
             "server_hostname": "localhost",
+            # A server busy with thousands of vehicles answers an operator slowly, not never.
+            "timeout": 120.0,
         }
 
     def request(self, method: str, path: str, **kwargs: Any) -> HttpResponse:
