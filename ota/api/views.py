@@ -132,6 +132,8 @@ class CampaignViewSet(
 ):
     """Campaigns: viewers read; operators create, edit drafts and drive them."""
 
+    # Ids are numbers: anything else is not a campaign route (404), never a lookup that fails.
+    lookup_value_regex = r"[0-9]+"
     serializer_class = CampaignSerializer
     filter_backends = [StrictFilterBackend]
     pagination_class = KeysetPagination

@@ -143,3 +143,18 @@ def test_campaign_list_takes_a_constant_number_of_queries(
     with django_assert_max_num_queries(8):
         response = operator_client.get(URL)
     assert response.json()["count"] == 5
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/null,null/vehicles"),
+        ("get", "/abc"),
+        ("post", "/1e3/start"),
+        ("get", "/-1/vehicles"),
+    ],
+)
+def test_a_campaign_id_that_is_not_a_number_is_not_found(operator_client, method, path) -> None:
+    response = getattr(operator_client, method)(f"{URL}{path}")
+    assert response.status_code == 404
+    assert response.json()["error"]
