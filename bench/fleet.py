@@ -235,7 +235,7 @@ def _table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     broke = [f"- {r['size']:,} vehicles: {r['broke']}" for r in results if "broke" in r]
     if broke:
         lines += ["", "What broke:", "", *broke]
-    lines += ["", "![connect and update cost](../img/fleet-cost.png)", "", FINDINGS]
+    lines += ["", "![connect and update cost](img/fleet-cost.png)", "", FINDINGS]
     return "\n".join(lines)
 
 
