@@ -56,6 +56,9 @@ _CONFLICTS = [
     ("(PUT|PATCH|DELETE)", r"/api/v1/campaigns/\{id\}"),
     ("POST", r"/api/v1/campaigns/\{id\}/[a-z-]+"),
     ("POST", r"/api/v1/diagnostics/(send|control)"),
+    # A name already taken; a filter a campaign targets cannot go.
+    ("POST", r"/api/v1/saved-filters"),
+    ("(PUT|PATCH|DELETE)", r"/api/v1/saved-filters/\{id\}"),
 ]
 
 
