@@ -7,9 +7,13 @@ value (django-filter's own validation).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import django_filters
+from django import forms
 from django.db.models import QuerySet
+from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -36,3 +40,25 @@ def check_parameters(request: Request, view: Any) -> None:
         raise ValidationError(
             {name: [f"unknown parameter; accepted: {accepted}"] for name in unknown}
         )
+
+
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 instant, handed on in UTC.
+
+    Python reads offsets up to 23:59 where PostgreSQL keeps at most 15:59, so an instant is
+    moved to UTC before it reaches a query; one that UTC puts before year 1 or after 9999 is
+    refused like any malformed value.
+    """
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("outside years 1 to 9999 in UTC", code="invalid") from None
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField

@@ -13,6 +13,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from core.api import DomainError
+from core.filtering import UtcIsoDateTimeFilter
 from core.jsonlimits import MAX_DB_INTEGER
 from ecus.models import Ecu, EcuType
 from ecus.versions import InvalidVersion, SemVer
@@ -127,10 +128,10 @@ class VehicleFilter(django_filters.FilterSet):
     firmware = _row_id("_ecu_parameter")
     group = django_filters.CharFilter(field_name="tls_group")
     signature = django_filters.CharFilter(field_name="tls_signature_algorithm")
-    certificate_expires_before = django_filters.IsoDateTimeFilter(
+    certificate_expires_before = UtcIsoDateTimeFilter(
         field_name="certificate_not_after", lookup_expr="lt"
     )
-    certificate_expires_after = django_filters.IsoDateTimeFilter(
+    certificate_expires_after = UtcIsoDateTimeFilter(
         field_name="certificate_not_after", lookup_expr="gte"
     )
     certificate_expires_within_days = IntegerFilter(

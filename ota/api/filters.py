@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q, QuerySet
 
+from core.filtering import UtcIsoDateTimeFilter
 from ecus.models import EcuType
 from ota.choices import CampaignStatus, UpdateState
 from ota.models import Campaign, OtaUpdate
@@ -20,8 +21,8 @@ class CampaignFilter(django_filters.FilterSet):
         field_name="firmware__ecu_type",
         distinct=True,
     )
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     search = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
 
     class Meta:

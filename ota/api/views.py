@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.shortcuts import get_object_or_404
@@ -284,18 +285,32 @@ class VehicleUpdatesView(generics.ListAPIView):
         )
 
 
+def _utc_instant(text: str, *, field: str) -> datetime:
+    """An ISO 8601 time in UTC (a time without an offset is taken as UTC).
+
+    PostgreSQL keeps offsets of at most 15:59 where Python reads up to 23:59, so the query
+    gets UTC; a time that UTC puts before year 1 or after 9999 is refused.
+    """
+    try:
+        moment = parse_datetime(text)
+    except ValueError:  # well-formed but impossible, such as month 13
+        moment = None
+    if moment is None:
+        raise DomainError("an ISO 8601 time", field=field)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise DomainError("a time within years 1 to 9999 in UTC", field=field) from None
+
+
 def _audit_events(request: Request) -> Any:
     events = AuditEvent.objects.order_by("id")
     params = request.query_params
     for name, lookup in (("since", "created_at__gte"), ("until", "created_at__lt")):
         if params.get(name):
-            try:
-                moment = parse_datetime(params[name])
-            except ValueError:  # well-formed but impossible, such as month 13
-                moment = None
-            if moment is None:
-                raise DomainError("an ISO 8601 time", field=name)
-            events = events.filter(**{lookup: moment})
+            events = events.filter(**{lookup: _utc_instant(params[name], field=name)})
     if params.get("vin"):
         events = events.filter(vehicle_vin=params["vin"])
     if params.get("action"):

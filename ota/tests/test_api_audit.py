@@ -4,6 +4,8 @@ import csv
 import io
 import json
 
+import pytest
+
 from ota.models import OtaUpdate
 from ota.tests.conftest import launch_campaign, serve_packages
 
@@ -55,3 +57,18 @@ def test_bad_time_filter_names_the_field(viewer_client) -> None:
 
 def test_vehicles_cannot_read_the_audit_trail(vehicle_client) -> None:
     assert vehicle_client.get(f"{URL}/export").status_code == 403
+
+
+@pytest.mark.parametrize("path", ["", "/export"])
+def test_a_time_with_an_offset_the_database_lacks_filters_in_utc(
+    viewer_client, fleet_operator, ecm_release, path
+) -> None:
+    launch_campaign(fleet_operator, [ecm_release])
+    response = viewer_client.get(f"{URL}{path}", {"since": "0044-05-13T04:01:57-23:39"})
+    assert response.status_code == 200, response.content
+
+
+def test_a_time_utc_puts_before_year_1_names_the_field(viewer_client) -> None:
+    response = viewer_client.get(f"{URL}/export", {"until": "0001-01-01T00:00:00+05:00"})
+    assert response.status_code == 400
+    assert "until" in response.json()["error"]["fields"]

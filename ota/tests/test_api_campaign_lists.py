@@ -80,3 +80,9 @@ def test_a_campaigns_vehicles_page_by_key_and_filter(
     assert bad.status_code == 400
     assert "vin" in bad.json()["error"]["fields"]
     assert viewer_client.get(f"{URL}/999999/vehicles").status_code == 404
+
+
+def test_a_created_after_instant_with_a_large_offset_filters_in_utc(viewer_client, campaigns):
+    response = viewer_client.get(URL, {"created_after": "0044-05-13T04:01:57-23:39"})
+    assert response.status_code == 200, response.content
+    assert response.json()["count"] == len(campaigns)

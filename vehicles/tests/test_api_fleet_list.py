@@ -192,3 +192,24 @@ def test_queries_per_page_do_not_grow_with_the_fleet(
         register_vehicle(vin=f"1HGCM8263{n:08d}", model_name="Aurora", model_year=2026)
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert viewer_client.get("/api/v1/vehicles?ecu=ECM&version=<3.0.0").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "instant",
+    ["0518-05-05T11:15:38.689+23:36", "2030-01-01T00:00:00-23:59", "9999-12-31T12:00:00+00:00"],
+)
+def test_any_instant_python_reads_filters_even_with_offsets_the_database_lacks(
+    viewer_client, fleet, instant
+) -> None:
+    # PostgreSQL keeps offsets of at most 15:59: the filter hands it UTC instead.
+    response = viewer_client.get("/api/v1/vehicles", {"certificate_expires_after": instant})
+    assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize("instant", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-02:00"])
+def test_an_instant_before_year_1_or_after_9999_in_utc_is_refused_by_name(
+    viewer_client, fleet, instant
+) -> None:
+    assert "certificate_expires_before" in _refused(
+        viewer_client, f"certificate_expires_before={instant.replace('+', '%2B')}"
+    )
