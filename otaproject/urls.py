@@ -115,4 +115,13 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return defaults.page_not_found(request, exception)
 
 
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500 in the API's JSON error shape under /api/ (a script parses it), HTML elsewhere."""
+    if request.path.startswith("/api/"):
+        body = {"error": {"code": "server_error", "message": "internal error", "fields": {}}}
+        return JsonResponse(body, status=500)
+    return defaults.server_error(request)
+
+
 handler404 = not_found
+handler500 = server_error
