@@ -17,6 +17,7 @@ SECTIONS = [
     "api.md",
     "inventory.md",
     "mqtt.md",
+    "retention.md",
     "fleet.md",
     "reliability.md",
 ]
