@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.apps import apps
 from django.db import models
 
 from diagnostics.choices import CONTROL_FINAL_STATUSES, DiagnosticStatus
@@ -35,11 +34,12 @@ class DiagnosticRequestQuerySet(models.QuerySet):
         return self.open().filter(deadline_at__lt=now)
 
     def for_display(self) -> DiagnosticRequestQuerySet:
+        # diagnostics.models imports this module: its models are imported when first needed.
+        from diagnostics.models import DiagnosticResult
+
         results = models.Prefetch(
             "results",
-            queryset=apps.get_model("diagnostics", "DiagnosticResult")
-            .objects.select_related("ecu")
-            .order_by("ecu__ecu_id"),
+            queryset=DiagnosticResult.objects.select_related("ecu").order_by("ecu__ecu_id"),
         )
         return self.select_related("vehicle", "zonal_gateway", "requested_by").prefetch_related(
             results

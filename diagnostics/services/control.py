@@ -5,7 +5,6 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.apps import apps
 from django.db import transaction
 from django.utils import timezone
 
@@ -16,6 +15,7 @@ from core.mqtt import topics
 from core.mqtt.publisher import publish_after_commit
 from diagnostics.choices import CONTROL_FINAL_STATUSES, ControlCommandName, ControlStatus
 from diagnostics.models import ControlCommand
+from ota.models import Campaign
 from vehicles.models import Vehicle
 
 MAX_VEHICLES_PER_COMMAND = 10_000
@@ -40,8 +40,7 @@ def vehicles_for_control(
     if bool(vins) == (campaign_id is not None):
         raise DomainError("give either vins or campaign_id", field="vins")
     if campaign_id is not None:
-        campaign_model = apps.get_model("ota", "Campaign")
-        if not campaign_model.objects.filter(pk=campaign_id).exists():
+        if not Campaign.objects.filter(pk=campaign_id).exists():
             raise NotFoundError(f"no campaign {campaign_id}", field="campaign_id")
         found = list(
             Vehicle.objects.filter(ota_updates__campaign_id=campaign_id).distinct().order_by("vin")
