@@ -19,6 +19,7 @@ SECTIONS = [
     "mqtt.md",
     "retention.md",
     "fleet.md",
+    "scale_out.md",
     "reliability.md",
 ]
 
