@@ -83,6 +83,36 @@ def _connected(fleets: list[FleetProcess]) -> int:
     return sum(f.progress().get("connected", 0) for f in fleets)
 
 
+def run_campaign(
+    console: Any,
+    name: str,
+    firmware: dict[str, Any],
+    size: int,
+    timeout: float,
+    every: float,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    """Start one campaign of `firmware` to the fleet's first `size` vehicles and wait for its end.
+
+    What breaks is recorded in `result["broke"]` and the campaign's last state returned.
+    """
+    from pqc.pki import fleet_vin
+
+    campaign = console.start_campaign(
+        name=name, firmware_ids=[firmware["id"]],
+        target_vins=[fleet_vin(i) for i in range(size)], wave_percentages=[100],
+        failure_threshold=0.5, success_threshold=0.5, max_attempts=1,
+    )  # fmt: skip
+    try:
+        return console.wait_campaign(
+            campaign, lambda c: c["status"] in ("completed", "paused", "cancelled"),
+            timeout=timeout, every=every,
+        )  # fmt: skip
+    except Exception as exc:  # the bench records what broke and goes on
+        result["broke"] = f"campaign: {exc}"[:300]
+        return console.campaign(campaign)
+
+
 def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
     server = ServerProcess(
         var=base / f"fleet-{size}",
@@ -135,21 +165,9 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         console = server.console()
         firmware = console.upload("ECM", "2.0.0", random.randbytes(1024), "2.0,2.1")
         cpu_before, started = _cpu_seconds(pid), time.monotonic()
-        from pqc.pki import fleet_vin
-
-        campaign = console.start_campaign(
-            name=f"fleet {size}", firmware_ids=[firmware["id"]],
-            target_vins=[fleet_vin(i) for i in range(size)], wave_percentages=[100],
-            failure_threshold=0.5, success_threshold=0.5, max_attempts=1,
-        )  # fmt: skip
-        try:
-            detail = console.wait_campaign(
-                campaign, lambda c: c["status"] in ("completed", "paused", "cancelled"),
-                timeout=args.campaign_timeout, every=5,
-            )  # fmt: skip
-        except Exception as exc:  # the bench records what broke and goes on
-            result["broke"] = f"campaign: {exc}"[:300]
-            detail = console.campaign(campaign)
+        detail = run_campaign(
+            console, f"fleet {size}", firmware, size, args.campaign_timeout, 5, result
+        )
         result["campaign_s"] = time.monotonic() - started
         result["campaign_status"] = detail["status"]
         result["campaign_counts"] = {k: v for k, v in detail["counts"].items() if v}

@@ -33,6 +33,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.fleet import run_campaign  # noqa: E402
 from simulator.fleet.drill import FleetProcess, ServerProcess, wait_until  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "otaproject.settings")
@@ -137,22 +138,10 @@ def measure(processes: int, args: argparse.Namespace, run: Path) -> dict[str, An
 
         console = server.console()
         firmware = console.upload("ECM", "2.0.0", random.randbytes(1024), "2.0,2.1")
-        from pqc.pki import fleet_vin
-
         cpu_before, started = _cpu_seconds(pids), time.monotonic()
-        campaign = console.start_campaign(
-            name=f"scale-out {processes}", firmware_ids=[firmware["id"]],
-            target_vins=[fleet_vin(i) for i in range(size)], wave_percentages=[100],
-            failure_threshold=0.5, success_threshold=0.5, max_attempts=1,
-        )  # fmt: skip
-        try:
-            detail = console.wait_campaign(
-                campaign, lambda c: c["status"] in ("completed", "paused", "cancelled"),
-                timeout=args.campaign_timeout, every=2,
-            )  # fmt: skip
-        except Exception as exc:  # the bench records what broke and goes on
-            result["broke"] = f"campaign: {exc}"[:300]
-            detail = console.campaign(campaign)
+        detail = run_campaign(
+            console, f"scale-out {processes}", firmware, size, args.campaign_timeout, 2, result
+        )
         result["campaign_s"] = time.monotonic() - started
         result["campaign_status"] = detail["status"]
         result["campaign_counts"] = {k: v for k, v in detail["counts"].items() if v}
