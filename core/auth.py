@@ -1,4 +1,8 @@
-"""Authentication: vehicles by their mutual-TLS identity, operators by hashed API tokens."""
+"""Authentication: the mutual-TLS identity a vehicle arrives with, operators by hashed API tokens.
+
+The REST authentication of vehicles (which needs the vehicle records) is
+`vehicles.api.authentication.VehicleTLSAuthentication`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from typing import Any
 from axes.backends import AxesStandaloneBackend
 from django.utils import timezone
 from knox import auth as knox_auth
-from rest_framework import authentication, exceptions
 
 # Key of the TLS identity in a WSGI/test request's META. Header-borne values always arrive
 # as HTTP_*, so no client can forge this key; over ASGI the identity is in scope["ota_tls"].
@@ -59,32 +62,6 @@ def tls_info_of(request: Any) -> dict[str, Any] | None:
     if info is None:
         info = django_request.META.get(TLS_META_KEY)
     return info if isinstance(info, dict) else None
-
-
-class VehicleTLSAuthentication(authentication.BaseAuthentication):
-    """Authenticates a vehicle by the VIN of its verified client certificate."""
-
-    def authenticate(self, request: Any) -> tuple[VehicleUser, VehicleIdentity] | None:
-        info = tls_info_of(request)
-        if not info or not info.get("vin"):
-            return None
-        from vehicles.models import Vehicle
-
-        vin = str(info["vin"])
-        vehicle = Vehicle.objects.filter(vin=vin).first()
-        if vehicle is not None and vehicle.certificate_fingerprint:
-            fingerprint = info.get("cert_fingerprint") or ""
-            if fingerprint and fingerprint != vehicle.certificate_fingerprint:
-                # Registration bound the VIN to one certificate; another certificate with the same
-                # subject is not this vehicle.
-                raise exceptions.AuthenticationFailed(
-                    "certificate is not the one bound to this VIN"
-                )
-        identity = VehicleIdentity(vin=vin, tls=info, vehicle=vehicle)
-        return VehicleUser(identity), identity
-
-    def authenticate_header(self, request: Any) -> str:
-        return "mTLS"
 
 
 class OperatorTokenAuthentication(knox_auth.TokenAuthentication):

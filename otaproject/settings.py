@@ -439,7 +439,7 @@ USE_TZ = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "core.auth.VehicleTLSAuthentication",
+        "vehicles.api.authentication.VehicleTLSAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "core.auth.OperatorTokenAuthentication",
     ],

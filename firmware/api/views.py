@@ -15,7 +15,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import DomainError, NotFoundError
-from core.auth import VehicleTLSAuthentication
 from core.permissions import IsFleetEngineer, IsVehicle, IsViewer, vehicle_identity
 from firmware import services
 from firmware.api.serializers import (
@@ -171,7 +170,8 @@ class FirmwareUploadView(APIView):
 class PackageDownloadView(APIView):
     """GET /api/v1/ota/package/<id>: a vehicle downloads a zone package, resumable by Range."""
 
-    authentication_classes = [VehicleTLSAuthentication]
+    # The default authentication classes: the vehicle's certificate comes first (and names the
+    # 401 challenge); an operator's session or token is refused by IsVehicle.
     permission_classes = [IsVehicle]
 
     @extend_schema(

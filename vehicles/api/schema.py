@@ -8,7 +8,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
 class VehicleTLSScheme(OpenApiAuthenticationExtension):
-    target_class = "core.auth.VehicleTLSAuthentication"
+    target_class = "vehicles.api.authentication.VehicleTLSAuthentication"
     name = "vehicleMutualTLS"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
