@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from dataclasses import dataclass, replace
@@ -16,6 +17,21 @@ from ecus.versions import InvalidVersion, SemVer
 ECU_ID_PATTERN = re.compile(r"^ECU_\d{3}$")
 GATEWAY_ID_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
 TYPE_CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
+# The registry file format this server reads (`version:` at the top of the file).
+FORMAT_VERSION = 1
+DOCUMENT_KEYS = ("version", "ecu_types", "zones", "ecus")
+ECU_TYPE_FIELDS = ("code", "name")
+ZONE_FIELDS = ("gateway_id", "zone_number", "name", "doip_logical_address")
+ECU_FIELDS = (
+    "ecu_id",
+    "name",
+    "type",
+    "zone",
+    "hardware_version",
+    "default_sw_version",
+    "doip_logical_address",
+    "update_priority",
+)
 
 
 class RegistryError(ValueError):
@@ -96,13 +112,41 @@ def _version(entry: dict[str, Any], name: str, where: str) -> str:
     return value
 
 
-def _list(document: dict[str, Any], name: str) -> list[dict[str, Any]]:
+def _known_keys(entry: dict[str, Any], known: tuple[str, ...], where: str, what: str) -> None:
+    """Refuse a key the format does not have: a misspelled optional field would otherwise be
+    ignored and its default silently applied (`update_prioity: 1` resetting a priority)."""
+    for key in entry:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1)
+        if close:
+            hint = f" (did you mean '{close[0]}'?)"
+        else:
+            hint = f"; known {what}s: {', '.join(sorted(known))}"
+        raise RegistryError(f"{where}: unknown {what} {key!r}{hint}")
+
+
+def _format_version(document: dict[str, Any]) -> None:
+    if "version" not in document:
+        raise RegistryError(f"registry: key 'version' is missing (version: {FORMAT_VERSION})")
+    version = document["version"]
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise RegistryError(
+            f"registry: format version {version!r} is not supported "
+            f"(this server reads version {FORMAT_VERSION})"
+        )
+
+
+def _list(document: dict[str, Any], name: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
     items = document.get(name)
     if not isinstance(items, list) or not items:
         raise RegistryError(f"registry: '{name}' must be a non-empty list")
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise RegistryError(f"{name}[{index}]: must be a mapping, got {item!r}")
+        label = item.get("ecu_id") or item.get("gateway_id")
+        where = f"{name}[{index}]" + (f" ({label})" if label else "")
+        _known_keys(item, fields, where, "field")
     return items
 
 
@@ -118,15 +162,17 @@ def parse_registry(document: Any) -> Registry:
     """Validate a loaded registry document completely, or raise RegistryError."""
     if not isinstance(document, dict):
         raise RegistryError("registry: the file must hold a mapping with ecu_types, zones and ecus")
+    _known_keys(document, DOCUMENT_KEYS, "registry", "key")
+    _format_version(document)
     types = [
         EcuTypeEntry(
             code=_text(item, "code", f"ecu_types[{i}]", TYPE_CODE_PATTERN),
             name=_text(item, "name", f"ecu_types[{i}]"),
         )
-        for i, item in enumerate(_list(document, "ecu_types"))
+        for i, item in enumerate(_list(document, "ecu_types", ECU_TYPE_FIELDS))
     ]
     zones = []
-    for i, item in enumerate(_list(document, "zones")):
+    for i, item in enumerate(_list(document, "zones", ZONE_FIELDS)):
         where = f"zones[{i}] ({item.get('gateway_id', '?')})"
         number = _field(item, "zone_number", where)
         if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 16:
@@ -142,7 +188,7 @@ def parse_registry(document: Any) -> Registry:
     type_codes = {t.code for t in types}
     gateway_ids = {z.gateway_id for z in zones}
     ecus = []
-    for i, item in enumerate(_list(document, "ecus")):
+    for i, item in enumerate(_list(document, "ecus", ECU_FIELDS)):
         where = f"ecus[{i}] ({item.get('ecu_id', '?')})"
         type_code = _text(item, "type", where)
         if type_code not in type_codes:

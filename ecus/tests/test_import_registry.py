@@ -63,6 +63,23 @@ def test_changed_entry_is_updated_in_place(db, tmp_path) -> None:
         (lambda d: d["ecus"][9].update(ecu_id="ECU_9"), "field 'ecu_id' has an invalid value"),
         (lambda d: d["zones"][0].update(zone_number=99), "field 'zone_number' must be 1..16"),
         (lambda d: d.update(ecus=[]), "'ecus' must be a non-empty list"),
+        (
+            lambda d: d["ecus"][2].update(update_prioity=1),
+            "ecus[2] (ECU_003): unknown field 'update_prioity' (did you mean 'update_priority'?)",
+        ),
+        (
+            lambda d: d["zones"][1].update(colour="red"),
+            "zones[1] (ZGW_REAR): unknown field 'colour'; known fields: doip_logical_address, "
+            "gateway_id, name, zone_number",
+        ),
+        (lambda d: d["ecu_types"][0].update(nmae="x"), "ecu_types[0]: unknown field 'nmae'"),
+        (lambda d: d.update(ecu=[]), "registry: unknown key 'ecu' (did you mean 'ecus'?)"),
+        (
+            lambda d: d.update(version=2),
+            "registry: format version 2 is not supported (this server reads version 1)",
+        ),
+        (lambda d: d.update(version="1"), "registry: format version '1' is not supported"),
+        (lambda d: d.pop("version"), "registry: key 'version' is missing (version: 1)"),
     ],
 )
 def test_bad_registry_gives_clear_error_and_changes_nothing(db, tmp_path, mutate, message) -> None:
