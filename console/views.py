@@ -226,14 +226,18 @@ def _get_campaign(pk: int) -> Campaign:
 @role_required(Role.VIEWER)
 def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = _get_campaign(pk)
-    actions = [a for a in ACTIONS_BY_STATUS.get(str(campaign.status), [])]
+    summary = dashboard.summarise_campaign(campaign)
+    actions = ACTIONS_BY_STATUS.get(str(campaign.status), [])
+    if not summary.failed:
+        # Nothing failed or rolled back: the retry would requeue no one.
+        actions = [action for action in actions if action != "retry"]
     return _page(
         request,
         "console/campaign_detail.html",
         "console/partials/campaign_live.html",
         {
             "campaign": campaign,
-            "summary": dashboard.summarise_campaign(campaign),
+            "summary": summary,
             "rows": dashboard.campaign_vehicle_rows(campaign),
             "firmware": dashboard.campaign_firmware(campaign),
             "audit": dashboard.audit_trail(object_type="campaign", object_id=campaign.pk),
