@@ -47,6 +47,13 @@ class PkiError(ValueError):
     """A PKI operation was refused; the message names what is wrong."""
 
 
+def validate_days(days: int) -> int:
+    """A leaf certificate's validity in days: at least one, and never past its CA's lifetime."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= CA_DAYS:
+        raise PkiError(f"days: must be 1 to {CA_DAYS} (the CA's lifetime); got {days}")
+    return days
+
+
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -427,6 +434,7 @@ class FleetPki:
         self, *, family: str, hostnames: Iterable[str], days: int = SERVER_DAYS
     ) -> IssuedCertificate:
         """Issue (and install) the server certificate of one family."""
+        validate_days(days)
         names: list[str] = list(dict.fromkeys([*hostnames, "localhost"]))
         san: list[x509.GeneralName] = [x509.DNSName(n) for n in names if not _is_ip(n)]
         ips = [n for n in names if _is_ip(n)] + ["127.0.0.1", "::1"]
@@ -476,6 +484,7 @@ class FleetPki:
         """Generate a key and a client certificate whose subject CN is the VIN."""
         validate_vin(vin)
         validate_family(family)
+        validate_days(days)
         key = generate_key(family)
         start = not_before or utcnow() - datetime.timedelta(minutes=5)
         cert, ca_cert = self._sign_leaf(
@@ -490,6 +499,7 @@ class FleetPki:
 
     def sign_csr(self, csr_pem: bytes, *, days: int = VEHICLE_DAYS) -> IssuedCertificate:
         """Sign a vehicle's CSR; the key stays on the vehicle. The CSR's CN must be a VIN."""
+        validate_days(days)
         try:
             csr = x509.load_pem_x509_csr(csr_pem)
         except ValueError as exc:
@@ -523,6 +533,7 @@ class FleetPki:
         batches. The fleet's CA bundle goes once into `out_dir/ca-bundle.pem`.
         """
         validate_family(family)
+        validate_days(days)
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_public(out_dir / "ca-bundle.pem", cert_to_pem(*self.ca_certs()))
         for vin in vins:
@@ -535,17 +546,36 @@ class FleetPki:
             yield issued
 
     def write_vehicle_bundle(self, issued: IssuedCertificate, out_dir: Path) -> VehicleBundlePaths:
-        """Write vehicle.crt (leaf then CA), vehicle.key (0600) and ca-bundle.pem into out_dir."""
-        out_dir.mkdir(parents=True, exist_ok=True)
+        """Write vehicle.crt (leaf then CA), vehicle.key (0600) and ca-bundle.pem into out_dir.
+
+        When a file cannot be written, the files written so far and the issuing record are
+        taken back: a certificate whose key never reached the vehicle must not count as issued.
+        """
         paths = VehicleBundlePaths(
             cert=out_dir / "vehicle.crt",
             key=out_dir / "vehicle.key",
             ca_bundle=out_dir / "ca-bundle.pem",
         )
-        _write_public(paths.cert, cert_to_pem(issued.cert, *issued.chain))
+        written: list[Path] = []
+        files = [(paths.cert, cert_to_pem(issued.cert, *issued.chain), _write_public)]
         if issued.key is not None:
-            _write_private(paths.key, key_to_pem(issued.key, self.passphrase))
-        _write_public(paths.ca_bundle, cert_to_pem(*self.ca_certs()))
+            files.append((paths.key, key_to_pem(issued.key, self.passphrase), _write_private))
+        files.append((paths.ca_bundle, cert_to_pem(*self.ca_certs()), _write_public))
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for path, data, write in files:
+                write(path, data)
+                written.append(path)
+        except OSError as exc:
+            for path in [
+                *written,
+                self.issued_dir / f"{serial_hex(issued.cert.serial_number)}.crt",
+            ]:
+                path.unlink(missing_ok=True)
+            failed = files[len(written)][0]
+            raise PkiError(
+                f"out: cannot write {failed}: {exc.strerror or exc}; nothing was issued"
+            ) from None
         return paths
 
     # -- revocation and listing ------------------------------------------------------------

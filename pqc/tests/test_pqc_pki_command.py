@@ -99,3 +99,51 @@ def test_revoke_unknown_serial_fails_cleanly(pki_dir) -> None:
     run("init", "--family", "ecdsa-p256")
     with pytest.raises(CommandError, match="^serial: "):
         run("revoke", "abcdef")
+
+
+def _vehicle_certificates(pki_dir) -> list[str]:
+    return [
+        info.subject for info in FleetPki(pki_dir).list_certificates() if info.kind == "vehicle"
+    ]
+
+
+@pytest.mark.parametrize("blocker", ["parent is a file", "key path is a directory"])
+def test_issue_vehicle_that_cannot_write_its_files_records_nothing(
+    pki_dir, tmp_path, blocker
+) -> None:
+    run("init", "--family", "ecdsa-p256")
+    events = CertificateEvent.objects.count()
+    if blocker == "parent is a file":
+        (tmp_path / "taken").write_text("not a directory")
+        out_dir = tmp_path / "taken" / "vehicle"
+    else:
+        out_dir = tmp_path / "vehicle"
+        (out_dir / "vehicle.key").mkdir(parents=True)
+
+    with pytest.raises(CommandError, match=f"^out: cannot write {out_dir}/") as refused:
+        run("issue-vehicle", VIN_A, "--out", str(out_dir))
+
+    assert "nothing was issued" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert _vehicle_certificates(pki_dir) == []
+    assert CertificateEvent.objects.count() == events
+    if blocker == "key path is a directory":
+        # The certificate written before the key failed is taken back too.
+        assert sorted(p.name for p in out_dir.iterdir()) == ["vehicle.key"]
+
+
+@pytest.mark.parametrize("days", ["-5", "0", "3651", "99999999"])
+def test_issue_vehicle_refuses_a_validity_out_of_range(pki_dir, tmp_path, days) -> None:
+    run("init", "--family", "ecdsa-p256")
+    with pytest.raises(CommandError) as refused:
+        run("issue-vehicle", VIN_A, "--out", str(tmp_path / "v"), "--days", days)
+    assert str(refused.value) == f"days: must be 1 to 3650 (the CA's lifetime); got {days}"
+    assert not (tmp_path / "v").exists()
+    assert _vehicle_certificates(pki_dir) == []
+
+
+def test_issue_fleet_refuses_a_validity_out_of_range(pki_dir, tmp_path) -> None:
+    run("init", "--family", "ecdsa-p256")
+    with pytest.raises(CommandError, match=r"^days: must be 1 to 3650"):
+        run("issue-fleet", "--count", "2", "--out", str(tmp_path / "f"), "--days", "0")
+    assert not (tmp_path / "f").exists()

@@ -19,6 +19,7 @@ from pqc.pki import (
     parse_shares,
     spread_shares,
     utcnow,
+    validate_days,
     validate_family,
 )
 
@@ -69,6 +70,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         pki = FleetPki.from_settings()
         try:
+            if options.get("days") is not None:
+                validate_days(options["days"])
             getattr(self, "_" + options["action"].replace("-", "_"))(pki, options)
         except PkiError as exc:
             raise CommandError(str(exc)) from None
