@@ -284,7 +284,7 @@ def measure_bridge(
     from django.db import connection
 
     from core.mqtt import topics
-    from core.mqtt.bridge import BridgeOptions, MqttBridge
+    from telematics.bridge import BridgeOptions, MqttBridge
     from diagnostics.models import TelemetrySample
 
     settings.MQTT_URL = broker.url

@@ -171,6 +171,7 @@ INSTALLED_APPS = [
     "diagnostics",
     "pqc",
     "webhooks",
+    "telematics",
     "console",
 ]
 
@@ -366,7 +367,7 @@ RUNOTA_BACKGROUND_SERVICES = env.list(
     "RUNOTA_BACKGROUND_SERVICES",
     default=[
         "core.mqtt.broker.start",
-        "core.mqtt.bridge.start",
+        "telematics.bridge.start",
         "ota.worker.start",
         "webhooks.worker.start",
         "diagnostics.worker.start",

@@ -1,4 +1,7 @@
-"""Loopback MQTT fixtures for end-to-end tests: the shared test broker, a private one, a bridge."""
+"""Loopback MQTT fixtures for end-to-end tests: the shared test broker, a private one.
+
+A running bridge for such tests is telematics.testing.running_bridge.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,6 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
-from core.mqtt.bridge import BridgeOptions, MqttBridge
 from core.mqtt.publisher import PahoPublisher, set_publisher
 
 TEST_BROKER_URL = os.environ.get("MQTT_URL") or "mqtt://127.0.0.1:1883"
@@ -111,31 +111,6 @@ def real_publisher() -> Iterator[None]:
     finally:
         set_publisher(previous)
         publisher.close()
-
-
-@contextmanager
-def running_bridge(*, channel_layer: Any = None, **options: Any) -> Iterator[MqttBridge]:
-    """A bridge with its in-process worker (and its own in-memory channel layer), in a thread."""
-    from channels.layers import InMemoryChannelLayer
-
-    options.setdefault("client_id", f"ota-bridge-test-{uuid.uuid4().hex[:10]}")
-    # Several bridges of one test split the stream, as scaled-out bridges do.
-    options.setdefault("shared", True)
-    options.setdefault("sweep_interval", 0.2)
-    options.setdefault("session_expiry", 120)
-    bridge = MqttBridge(
-        BridgeOptions(**options), channel_layer=channel_layer or InMemoryChannelLayer()
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        if not bridge.subscribed.wait(15):
-            raise AssertionError("the bridge did not subscribe within 15 s")
-        yield bridge
-    finally:
-        stop.set()
-        thread.join(15)
 
 
 class PrivateMosquitto:

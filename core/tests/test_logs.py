@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from core.logs import JsonFormatter, log_context
-from core.mqtt.ingest import handle_message
+from telematics.ingest import handle_message
 from diagnostics.tests.factories import encode, telemetry
 
 pytestmark = pytest.mark.django_db

@@ -18,10 +18,10 @@ from core.mqtt.testing_broker import (
     connect_probe,
     free_port,
     reachable,
-    running_bridge,
     sqlite_readers_do_not_lock,
     wait_for,
 )
+from telematics.testing import running_bridge
 
 pytestmark = pytest.mark.slow
 

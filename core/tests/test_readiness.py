@@ -76,11 +76,11 @@ def readyz(client) -> tuple[int, dict]:
 
 
 def test_ready_when_every_check_passes_and_every_service_runs(client) -> None:
-    health.set_state("core.mqtt.bridge.start", health.RUNNING)
+    health.set_state("telematics.bridge.start", health.RUNNING)
     status, body = readyz(client)
     assert status == 200, body
     assert body["status"] == "ok"
-    assert body["services"] == {"core.mqtt.bridge.start": "running"}
+    assert body["services"] == {"telematics.bridge.start": "running"}
     assert set(body["checks"]) == {"database", "channel_layer", "broker", "storage", "certificates"}
     assert all(check["ok"] for check in body["checks"].values())
     assert body["checks"]["certificates"]["certificates"]["server/ml-dsa-65"]["days_left"] > 299
@@ -233,18 +233,18 @@ def test_checks_left_out_by_settings_are_not_run(client, settings) -> None:
 
 def test_a_failed_service_makes_the_process_unready_without_its_error_text(client) -> None:
     health.set_state("ota.worker.start", health.RUNNING)
-    health.set_state("core.mqtt.bridge.start", health.FAILED, error="secret internal detail")
+    health.set_state("telematics.bridge.start", health.FAILED, error="secret internal detail")
     response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
-    assert body["services"]["core.mqtt.bridge.start"] == "failed"
+    assert body["services"]["telematics.bridge.start"] == "failed"
     assert "secret internal detail" not in response.content.decode()
 
 
 def test_a_bridge_that_lost_its_broker_makes_the_process_unready(client) -> None:
-    health.set_state("core.mqtt.bridge.start", health.RUNNING)
-    health.set_details("core.mqtt.bridge.start", connected=False)
+    health.set_state("telematics.bridge.start", health.RUNNING)
+    health.set_details("telematics.bridge.start", connected=False)
     assert client.get("/readyz").status_code == 503
 
 

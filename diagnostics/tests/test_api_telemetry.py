@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.mqtt.ingest import handle_message
+from telematics.ingest import handle_message
 from diagnostics.services import record_telemetry
 from diagnostics.tests.factories import telemetry
 

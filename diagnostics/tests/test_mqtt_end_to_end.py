@@ -15,7 +15,6 @@ from core.mqtt.testing_broker import (
     PrivateMosquitto,
     reachable,
     real_publisher,
-    running_bridge,
     sqlite_readers_do_not_lock,
     wait_for,
 )
@@ -28,6 +27,7 @@ from diagnostics.models import (
 )
 from diagnostics.services import send_control_command, send_diagnostic_request
 from simulator.vehicle import SimulatedVehicle, VehicleConfig
+from telematics.testing import running_bridge
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -9,13 +9,13 @@ import pytest
 from core.mqtt.testing_broker import (
     PrivateMosquitto,
     real_publisher,
-    running_bridge,
     sqlite_readers_do_not_lock,
     wait_for,
 )
 from diagnostics.models import ControlCommand, DiagnosticRequest, TelemetrySample
 from diagnostics.services import send_control_command, send_diagnostic_request
 from simulator.vehicle import SimulatedVehicle, VehicleConfig
+from telematics.testing import running_bridge
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

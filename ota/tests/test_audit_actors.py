@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.models import AuditEvent
-from core.mqtt.ingest import handle_message
+from telematics.ingest import handle_message
 from ota.campaigns import create_campaign
 from ota.engine import run_tick
 from ota.models import Campaign, OtaUpdate

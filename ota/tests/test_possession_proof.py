@@ -13,7 +13,7 @@ from django.db.models import F
 
 from conftest import vehicle_api_client
 from core.models import AuditEvent
-from core.mqtt.ingest import handle_message
+from telematics.ingest import handle_message
 from core.mqtt.schemas import schema_errors
 from firmware.models import ZonePackage
 from ota.choices import UpdateState

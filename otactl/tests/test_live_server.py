@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 
-from core.mqtt.testing_broker import real_publisher, running_bridge, sqlite_readers_do_not_lock
+from core.mqtt.testing_broker import real_publisher, sqlite_readers_do_not_lock
 from core.roles import Role
 from pqc.pki import FleetPki
 from simulator.ota import AgentOptions
 from simulator.tests.test_full_ota_flow import HYBRID, _clear_retained, _vehicle, _vin
+from telematics.testing import running_bridge
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

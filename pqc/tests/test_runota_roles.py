@@ -50,7 +50,7 @@ def access_lines(procs: list[subprocess.Popen], *, wanted: int, seconds: float) 
 
 def test_background_services_belong_to_the_bridge_or_the_worker_role() -> None:
     assert role_of_service("core.mqtt.broker.start") == "bridge"
-    assert role_of_service("core.mqtt.bridge.start") == "bridge"
+    assert role_of_service("telematics.bridge.start") == "bridge"
     for worker in ("ota.worker.start", "webhooks.worker.start", "diagnostics.worker.start"):
         assert role_of_service(worker) == "worker"
     assert ROLES == ("vehicle-api", "console", "mqtt-front", "bridge", "worker")

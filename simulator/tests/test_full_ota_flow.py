@@ -27,13 +27,13 @@ from core.mqtt.testing_broker import (
     TEST_BROKER_URL,
     reachable,
     real_publisher,
-    running_bridge,
     sqlite_readers_do_not_lock,
     wait_for,
 )
 from simulator.ota import AgentOptions
 from simulator.reference import ReferenceVehicle, ServerAddress
 from simulator.tests.conftest import close_other_threads_connections
+from telematics.testing import running_bridge
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -23,7 +23,7 @@ def _wait_for_publish(recorder, suffix: str, *, seconds: float = 10.0):
 
 
 def test_operator_sends_a_uds_request_and_watches_answers_arrive(console, browser_page) -> None:
-    from core.mqtt.ingest import handle_message
+    from telematics.ingest import handle_message
     from core.mqtt.testing import recording_publisher
 
     vin = VINS[0]
@@ -35,6 +35,7 @@ def test_operator_sends_a_uds_request_and_watches_answers_arrive(console, browse
     with recording_publisher() as recorder:
         page.get_by_role("link", name="Diagnostics").click()
         page.get_by_label("Vehicle", exact=True).select_option(vin)
+        page.get_by_role("button", name="Open").click()
         page.wait_for_url(f"**/diagnostics/?vehicle={vin}")
         page.get_by_label("Target ECU or zone").select_option("ZGW_CHASSIS")
         page.get_by_label("UDS service").select_option(label="0x22 ReadDataByIdentifier")

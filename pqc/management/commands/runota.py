@@ -57,7 +57,7 @@ def _check_default_configuration(policy: Any) -> None:
 ROLES = ("vehicle-api", "console", "mqtt-front", "bridge", "worker")
 TLS_ROLES = {"vehicle-api": "vehicle", "console": "console", "mqtt-front": "mqtt"}
 # Background services of the bridge role; any other in RUNOTA_BACKGROUND_SERVICES is a worker's.
-BRIDGE_SERVICES = {"core.mqtt.broker.start", "core.mqtt.bridge.start"}
+BRIDGE_SERVICES = {"core.mqtt.broker.start", "telematics.bridge.start"}
 
 
 def _role_list(text: str) -> list[str]:

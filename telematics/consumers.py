@@ -6,7 +6,7 @@ from typing import Any
 
 from channels.consumer import SyncConsumer
 
-from core.mqtt.ingest import handle_batch_through_outage
+from telematics.ingest import handle_batch_through_outage
 
 
 class MqttInboundConsumer(SyncConsumer):

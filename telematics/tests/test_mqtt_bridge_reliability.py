@@ -14,16 +14,16 @@ import pytest
 from django.conf import settings
 
 from core import health
-from core.mqtt import bridge as bridge_module
 from core.mqtt.testing_broker import (
     PrivateMosquitto,
     real_publisher,
-    running_bridge,
     sqlite_readers_do_not_lock,
     wait_for,
 )
 from diagnostics.models import TelemetrySample
 from simulator.vehicle import SimulatedVehicle, VehicleConfig
+from telematics import bridge as bridge_module
+from telematics.testing import running_bridge
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -197,7 +197,7 @@ def test_a_bridge_that_stops_hands_its_share_to_the_others(broker, vehicle):
 
 
 def test_runota_bridge_loses_no_message_published_right_after_a_broker_restart(broker, vehicle):
-    """The bridge as runota runs it: supervised `core.mqtt.bridge.start`, default settings."""
+    """The bridge as runota runs it: supervised `telematics.bridge.start`, default settings."""
     assert settings.MQTT_SHARED_SUBSCRIPTIONS is False
     stop = threading.Event()
     service = threading.Thread(

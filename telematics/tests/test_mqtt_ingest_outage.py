@@ -17,14 +17,12 @@ from unittest import mock
 import pytest
 from django.db import OperationalError
 
-import diagnostics.services
+import telematics.ingest
 from core import health
-from core.mqtt.ingest import DatabaseUnavailable, handle_batch, handle_batch_through_outage
 from core.mqtt.testing_broker import (
     PrivateMosquitto,
     connect_probe,
     real_publisher,
-    running_bridge,
     sqlite_readers_do_not_lock,
     wait_for,
 )
@@ -32,6 +30,8 @@ from diagnostics.models import InboundDrop, TelemetrySample
 from diagnostics.services import drops
 from diagnostics.tests.factories import encode, telemetry
 from ota.tests.fault_drill import PG_BIN, PrivatePostgres
+from telematics.ingest import DatabaseUnavailable, handle_batch, handle_batch_through_outage
+from telematics.testing import running_bridge
 
 
 def _outage(calls: int, real):
@@ -58,8 +58,8 @@ def _no_drops_left_in_memory():
 def test_telemetry_in_an_outage_is_neither_stored_nor_dropped_and_is_stored_once_after(vehicle):
     topic = f"vehicle/{vehicle.vin}/telemetry"
     message = (topic, encode(telemetry(vehicle.vin, seq=3)))
-    store, _ = _outage(1, diagnostics.services.record_telemetry_batch)
-    with mock.patch.object(diagnostics.services, "record_telemetry_batch", store):
+    store, _ = _outage(1, telematics.ingest.record_telemetry_batch)
+    with mock.patch.object(telematics.ingest, "record_telemetry_batch", store):
         with pytest.raises(DatabaseUnavailable) as raised:
             handle_batch([message])
         assert raised.value.pending == [0]
@@ -79,9 +79,9 @@ def test_an_outage_names_what_is_pending_and_keeps_what_was_settled(vehicle):
         (f"vehicle/{vehicle.vin}/status", encode({"vin": vehicle.vin, "state": "online"})),
         (topic, encode(telemetry(vehicle.vin, seq=2))),
     ]
-    store, _ = _outage(1, diagnostics.services.record_presence)
+    store, _ = _outage(1, telematics.ingest.record_presence)
     with (
-        mock.patch.object(diagnostics.services, "record_presence", store),
+        mock.patch.object(telematics.ingest, "record_presence", store),
         pytest.raises(DatabaseUnavailable) as raised,
     ):
         handle_batch(messages)
@@ -100,8 +100,8 @@ def test_a_message_the_database_refuses_is_still_dropped_and_counted_once(vehicl
 
     message = (f"vehicle/{vehicle.vin}/telemetry", encode(telemetry(vehicle.vin)))
     with (
-        mock.patch.object(diagnostics.services, "record_telemetry_batch", refuse),
-        mock.patch.object(diagnostics.services, "record_telemetry", refuse),
+        mock.patch.object(telematics.ingest, "record_telemetry_batch", refuse),
+        mock.patch.object(telematics.ingest, "record_telemetry", refuse),
     ):
         outcomes = handle_batch([message])
     assert outcomes == {"dropped:store_failed": 1}
@@ -129,8 +129,8 @@ def test_a_drop_counted_in_an_outage_is_kept_and_written_when_the_database_answe
 @pytest.mark.django_db
 def test_the_channels_worker_holds_a_batch_through_a_short_outage(vehicle):
     message = (f"vehicle/{vehicle.vin}/telemetry", encode(telemetry(vehicle.vin, seq=4)))
-    store, attempts = _outage(2, diagnostics.services.record_telemetry_batch)
-    with mock.patch.object(diagnostics.services, "record_telemetry_batch", store):
+    store, attempts = _outage(2, telematics.ingest.record_telemetry_batch)
+    with mock.patch.object(telematics.ingest, "record_telemetry_batch", store):
         outcomes = handle_batch_through_outage([message], patience=10)
     assert outcomes == {"accepted": 1}
     assert attempts["count"] == 3
@@ -140,8 +140,8 @@ def test_the_channels_worker_holds_a_batch_through_a_short_outage(vehicle):
 @pytest.mark.django_db
 def test_the_channels_worker_counts_a_batch_the_outage_outlasted(vehicle):
     message = (f"vehicle/{vehicle.vin}/telemetry", encode(telemetry(vehicle.vin, seq=5)))
-    store, _ = _outage(1000, diagnostics.services.record_telemetry_batch)
-    with mock.patch.object(diagnostics.services, "record_telemetry_batch", store):
+    store, _ = _outage(1000, telematics.ingest.record_telemetry_batch)
+    with mock.patch.object(telematics.ingest, "record_telemetry_batch", store):
         outcomes = handle_batch_through_outage([message], patience=0.2)
     assert outcomes == {"dropped:database_unavailable": 1}
     assert InboundDrop.objects.get(reason="database_unavailable").count == 1
@@ -191,12 +191,12 @@ def test_bridge_holds_the_acknowledgement_through_an_outage_and_reports_itself_u
 
     sqlite_readers_do_not_lock()
     service = "test-bridge-outage"
-    store, attempts = _outage(2, diagnostics.services.record_telemetry_batch)
+    store, attempts = _outage(2, telematics.ingest.record_telemetry_batch)
     acked: list[int] = []
     healthy_during_outage: list[bool] = []
     try:
         with (
-            mock.patch.object(diagnostics.services, "record_telemetry_batch", store),
+            mock.patch.object(telematics.ingest, "record_telemetry_batch", store),
             running_bridge(shared=False, batch_size=1) as bridge,
         ):
             bridge.service_name = service

@@ -7,8 +7,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from core.mqtt import topics
-from core.mqtt.bridge import BridgeOptions, MqttBridge
 from core.mqtt.connection import broker_address
+from telematics.bridge import BridgeOptions, MqttBridge
 
 
 def test_refuses_external_workers_with_an_in_memory_channel_layer():

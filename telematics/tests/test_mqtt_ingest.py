@@ -5,11 +5,11 @@ import json
 import pytest
 
 from core.jsonlimits import MAX_JSON_DEPTH
-from core.mqtt.ingest import handle_batch, handle_message
 from core.mqtt.testing import recording_publisher
 from diagnostics.models import InboundDrop, TelemetryLatest, TelemetrySample
 from diagnostics.services import send_control_command
 from diagnostics.tests.factories import control_response, encode, telemetry
+from telematics.ingest import handle_batch, handle_message
 
 pytestmark = pytest.mark.django_db
 
@@ -109,7 +109,7 @@ def test_control_response_for_another_vehicles_command_changes_nothing(vehicle, 
 def test_ota_status_goes_to_the_ota_service(vehicle, monkeypatch):
     calls = []
     monkeypatch.setattr(
-        "ota.services.record_status_report",
+        "telematics.ingest.record_status_report",
         lambda **kwargs: calls.append(kwargs),
     )
     document = {"vin": vehicle.vin, "report_id": "r-1", "vmg_state": 1, "percentage": 10}
@@ -127,7 +127,7 @@ def test_a_failing_service_is_counted_and_does_not_raise(vehicle, monkeypatch):
     def explode(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("ota.services.record_status_report", explode)
+    monkeypatch.setattr("telematics.ingest.record_status_report", explode)
     document = {"vin": vehicle.vin, "report_id": "r-2"}
     assert handle_message(f"vehicle/{vehicle.vin}/ota/status", encode(document)) == "dropped:error"
 
@@ -153,7 +153,7 @@ def test_batch_write_failure_falls_back_to_one_message_at_a_time_and_loses_none(
     def fail(**kwargs):
         raise RuntimeError("batch write failed")
 
-    monkeypatch.setattr("diagnostics.services.record_telemetry_batch", fail)
+    monkeypatch.setattr("telematics.ingest.record_telemetry_batch", fail)
     messages = [
         (f"vehicle/{vehicle.vin}/telemetry", encode(telemetry(vehicle.vin, seq=i)))
         for i in range(1, 4)

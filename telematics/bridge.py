@@ -31,12 +31,15 @@ from paho.mqtt.packettypes import PacketTypes
 from core import health, metrics
 from core.mqtt import topics
 from core.mqtt.connection import BrokerAddress, broker_address, claim_bridge_client_id, new_client
+from diagnostics.services import expire_overdue
+from diagnostics.services.drops import flush_pending_drops, pending_drops
+from telematics.ingest import DatabaseUnavailable, handle_batch
 
 logger = logging.getLogger(__name__)
 
 INBOUND_CHANNEL = "mqtt-inbound"
 MESSAGE_TYPE = "mqtt.batch"
-SERVICE_NAME = "core.mqtt.bridge.start"
+SERVICE_NAME = "telematics.bridge.start"
 # Backoff of a restarted task and of a retried channel send.
 RETRY_MIN_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
@@ -247,8 +250,6 @@ class MqttBridge:
         meanwhile. A bridge told to stop leaves them unacknowledged: the broker sends them
         again to the next session.
         """
-        from core.mqtt.ingest import DatabaseUnavailable, handle_batch
-
         outcomes: Counter[str] = Counter()
         pending = batch
         attempt = 0
@@ -312,8 +313,6 @@ class MqttBridge:
         return self._stop.is_set()
 
     async def _sweep(self) -> None:
-        from diagnostics.services import expire_overdue
-
         while True:
             await asyncio.sleep(self.options.sweep_interval)
             await self._loop.run_in_executor(self._db_threads, _sweep_once, expire_overdue)
@@ -445,8 +444,6 @@ def _close_connections(every_thread: threading.Barrier) -> None:
 
 
 def _flush_drops() -> None:
-    from diagnostics.services.drops import flush_pending_drops, pending_drops
-
     try:
         flush_pending_drops()
     except Exception:

@@ -8,8 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from core.mqtt.bridge import BridgeOptions, MqttBridge
 from core.mqtt.connection import ClientIdInUse
+from telematics.bridge import BridgeOptions, MqttBridge
 
 
 class Command(BaseCommand):
@@ -40,6 +40,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        logging.getLogger("telematics").setLevel(logging.INFO)
         logging.getLogger("core.mqtt").setLevel(logging.INFO)
         in_memory = "InMemory" in settings.CHANNEL_LAYERS["default"]["BACKEND"]
         if options["no_worker"] and in_memory:

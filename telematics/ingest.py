@@ -26,6 +26,17 @@ from core.db import is_database_unavailable
 from core.jsonlimits import MAX_JSON_DEPTH, JSONDepthError, loads
 from core.logs import log_context
 from core.mqtt import schemas, topics
+from diagnostics.services import (
+    record_control_response,
+    record_diagnostic_response,
+    record_presence,
+    record_telemetry,
+    record_telemetry_batch,
+)
+from diagnostics.services.drops import count_drop, flush_pending_drops
+from diagnostics.services.telemetry import VehicleKey
+from ota.services import record_status_report
+from vehicles.models import Vehicle
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +112,6 @@ def decode(
 
 
 def _vehicle(vin: str) -> Any:
-    from vehicles.models import Vehicle
-
     vehicle = Vehicle.objects.filter(vin=vin).first()
     if vehicle is None:
         raise Dropped("unknown_vehicle", vin)
@@ -110,14 +119,10 @@ def _vehicle(vin: str) -> Any:
 
 
 def _telemetry(vehicle: Any, doc: dict[str, Any]) -> None:
-    from diagnostics.services import record_telemetry
-
     record_telemetry(vehicle=vehicle, report=doc)
 
 
 def _status(vehicle: Any, doc: dict[str, Any]) -> None:
-    from diagnostics.services import record_presence
-
     record_presence(vehicle=vehicle, state=doc["state"], reason=doc.get("reason", ""))
 
 
@@ -138,21 +143,15 @@ _OTA_REPORT_FIELDS = (
 
 
 def _ota_status(vehicle: Any, doc: dict[str, Any]) -> None:
-    from ota.services import record_status_report
-
     report = {k: doc[k] for k in _OTA_REPORT_FIELDS if k in doc}
     record_status_report(vehicle=vehicle, report=report, source="mqtt")
 
 
 def _control_response(vehicle: Any, doc: dict[str, Any]) -> None:
-    from diagnostics.services import record_control_response
-
     record_control_response(vehicle=vehicle, response=doc)
 
 
 def _diagnostics_response(vehicle: Any, doc: dict[str, Any]) -> None:
-    from diagnostics.services import record_diagnostic_response
-
     record_diagnostic_response(vehicle=vehicle, response=doc)
 
 
@@ -180,8 +179,6 @@ def _refresh_connection() -> None:
 
 
 def _drop(topic: str, reason: str, detail: str) -> str:
-    from diagnostics.services.drops import count_drop
-
     logger.warning("mqtt dropped topic=%s reason=%s detail=%s", topic, reason, detail)
     try:
         count_drop(reason=reason, topic=topic)
@@ -288,8 +285,6 @@ def handle_batch(messages: Sequence[tuple[str, bytes]]) -> Counter[str]:
     Everything else is handled one by one, in arrival order. Raises DatabaseUnavailable when
     the database cannot be reached, naming the messages still to be tried again.
     """
-    from diagnostics.services.drops import flush_pending_drops
-
     _refresh_connection()
     flush_pending_drops()
     outcomes: Counter[str] = Counter()
@@ -381,10 +376,6 @@ def _unavailable(
 
 
 def _store_telemetry(telemetry: list[Inbound]) -> Counter[str]:
-    from diagnostics.services import record_telemetry_batch
-    from diagnostics.services.telemetry import VehicleKey
-    from vehicles.models import Vehicle
-
     outcomes: Counter[str] = Counter()
     # One query per batch for every VIN in it, and plain (vin, id) pairs, not model rows.
     vehicles = {
