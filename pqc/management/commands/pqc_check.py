@@ -48,18 +48,23 @@ class Command(BaseCommand):
             "localhost" if options["host"] in {"127.0.0.1", "::1"} else options["host"]
         )
         rows = []
+        host, port = options["host"], options["port"]
         for config in load_catalogue():
-            result = probe_configuration(
-                options["host"],
-                options["port"],
-                config,
-                # The client offers one signature algorithm, so it can only present a
-                # certificate of that family; without one, mutual TLS fails by design.
-                credentials=by_family.get(config.signature) or anonymous,
-                server_hostname=servername,
-                verify_server=not options["insecure"],
-                settle_seconds=options["settle_ms"] / 1000,
-            )
+            try:
+                result = probe_configuration(
+                    host,
+                    port,
+                    config,
+                    # The client offers one signature algorithm, so it can only present a
+                    # certificate of that family; without one, mutual TLS fails by design.
+                    credentials=by_family.get(config.signature) or anonymous,
+                    server_hostname=servername,
+                    verify_server=not options["insecure"],
+                    settle_seconds=options["settle_ms"] / 1000,
+                )
+            except OSError as exc:
+                reason = (exc.strerror or str(exc) or type(exc).__name__).lower()
+                raise CommandError(f"cannot connect to {host}:{port}: {reason}") from None
             ms = f"{result.handshake_ms:.1f}" if result.handshake_ms is not None else "-"
             rows.append(
                 [str(config.id), config.name, "yes" if result.accepted else "no",
@@ -74,3 +79,6 @@ class Command(BaseCommand):
             )
         accepted = sum(1 for r in rows if r[2] == "yes")
         self.stdout.write(f"{accepted} of {len(rows)} configurations accepted")
+        if not accepted:
+            # Scripts and health checks read the exit status, not the table.
+            raise CommandError(f"no PQC-TLS configuration accepted by {host}:{port}")
