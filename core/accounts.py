@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 
 from core.audit import record_event
@@ -17,12 +18,16 @@ def ensure_administrator(
     *, username: str, password: str, password_source: str, actor: Any, os_user: str = ""
 ) -> tuple[Any, bool]:
     """Create `username` as a superuser in every role group, or give it `password`, and audit
-    it; returns the user and whether it was created. The password never enters the trail."""
+    it; returns the user and whether it was created. The password never enters the trail.
+    A password Django's validators refuse raises ValidationError and changes nothing."""
     users = get_user_model()
     user = users.objects.select_for_update().filter(username=username).first()
     created = user is None
     if created:
         user = users(username=username)
+    # The same validators as the admin's password forms (AUTH_PASSWORD_VALIDATORS); raises
+    # ValidationError before anything is written.
+    validate_password(password, user)
     before = {} if created else {"is_staff": user.is_staff, "is_superuser": user.is_superuser}
     user.is_staff = True
     user.is_superuser = True

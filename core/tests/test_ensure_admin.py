@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import pytest
 from django.contrib.auth import authenticate, get_user_model
-from django.core.management import call_command
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+
+from core.accounts import ensure_administrator
+from core.models import AuditEvent
 
 
 def test_creates_an_administrator_with_a_printed_password(db, capsys, monkeypatch) -> None:
@@ -21,3 +26,36 @@ def test_password_from_the_environment(db, monkeypatch) -> None:
     monkeypatch.setenv("OTA_ADMIN_PASSWORD", "correct horse battery")
     call_command("ensure_admin")
     assert authenticate(username="root-op", password="correct horse battery") is not None
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("short", "This password is too short. It must contain at least 8 characters."),
+        ("password123", "This password is too common."),
+    ],
+)
+def test_a_weak_password_from_the_environment_is_refused(db, monkeypatch, password, reason) -> None:
+    monkeypatch.setenv("OTA_ADMIN_PASSWORD", password)
+    with pytest.raises(CommandError) as refused:
+        call_command("ensure_admin")
+    assert str(refused.value) == f"OTA_ADMIN_PASSWORD is refused: {reason}"
+    assert not get_user_model().objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_a_weak_password_does_not_replace_a_good_one(db, monkeypatch) -> None:
+    monkeypatch.setenv("OTA_ADMIN_PASSWORD", "correct horse battery")
+    call_command("ensure_admin")
+    monkeypatch.setenv("OTA_ADMIN_PASSWORD", "12345678")
+    with pytest.raises(CommandError, match="^OTA_ADMIN_PASSWORD is refused: "):
+        call_command("ensure_admin")
+    assert authenticate(username="admin", password="correct horse battery") is not None
+
+
+def test_the_service_refuses_a_weak_password(db) -> None:
+    with pytest.raises(ValidationError):
+        ensure_administrator(
+            username="ops", password="qwerty", password_source="test", actor="system:test"
+        )
+    assert not get_user_model().objects.exists()

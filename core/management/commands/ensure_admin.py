@@ -6,7 +6,8 @@ from typing import Any
 
 import environ
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 from core.accounts import ensure_administrator
 
@@ -30,13 +31,16 @@ class Command(BaseCommand):
             return
         generated = not password
         password = password or secrets.token_urlsafe(12)
-        ensure_administrator(
-            username=username,
-            password=password,
-            password_source="generated" if generated else "environment",
-            actor="system:ensure_admin",
-            os_user=getpass.getuser(),
-        )
+        try:
+            ensure_administrator(
+                username=username,
+                password=password,
+                password_source="generated" if generated else "environment",
+                actor="system:ensure_admin",
+                os_user=getpass.getuser(),
+            )
+        except ValidationError as exc:
+            raise CommandError(f"OTA_ADMIN_PASSWORD is refused: {' '.join(exc.messages)}") from None
         if generated:
             self.stdout.write(
                 self.style.SUCCESS(f"administrator {username!r} created, password: {password}")
