@@ -157,7 +157,9 @@ def test_the_check_leaves_the_shared_layer_receiving_on_its_own_loop(settings) -
         assert health.check_channel_layer() == {"ok": True, "backend": "RedisChannelLayer"}
 
     async def send() -> None:
-        await asyncio.wait_for(shared.send(received[0]["channel"], {"type": "ota.test", "n": 1}), 10)
+        await asyncio.wait_for(
+            shared.send(received[0]["channel"], {"type": "ota.test", "n": 1}), 10
+        )
 
     from asgiref.sync import async_to_sync
 
