@@ -49,7 +49,7 @@ VEHICLE_ONLY_ROUTES = {
     "ota-api:ota-package-request",
     "ota-api:ota-status",
     "pqc-api:tls-whoami",
-    "pqc-api:tls-session",
+    "vehicles-api:tls-session",
     "uptane-api:director-metadata",
 }
 # A vehicle reads its own record here, an operator any: served on both listeners.

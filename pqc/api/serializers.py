@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from vehicles.models import Vehicle
-
 
 class TlsIdentitySerializer(serializers.Serializer):
     """The caller's mutual-TLS connection as the listener saw it at the handshake."""
@@ -26,12 +24,3 @@ class TlsIdentitySerializer(serializers.Serializer):
         allow_null=True, help_text="Serial number of the client certificate (hex)."
     )
     registered = serializers.BooleanField(help_text="Whether the VIN is a registered vehicle.")
-
-
-class VehicleTlsSessionSerializer(serializers.ModelSerializer):
-    """The TLS configuration last recorded for a vehicle."""
-
-    class Meta:
-        model = Vehicle
-        fields = ["vin", "tls_group", "tls_signature_algorithm", "tls_version", "tls_seen_at"]
-        read_only_fields = fields

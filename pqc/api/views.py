@@ -3,14 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import NotFoundError
 from core.permissions import IsVehicle, vehicle_identity
-from pqc.api.serializers import TlsIdentitySerializer, VehicleTlsSessionSerializer
+from pqc.api.serializers import TlsIdentitySerializer
 
 _TLS_KEYS = ("vin", "group", "signature_algorithm", "version", "cipher", "cert_fingerprint",
              "cert_serial")  # fmt: skip
@@ -30,26 +28,3 @@ class TlsWhoAmIView(APIView):
         body: dict[str, Any] = {key: identity.tls.get(key) for key in _TLS_KEYS}
         body["registered"] = identity.vehicle is not None
         return Response(TlsIdentitySerializer(body).data)
-
-
-class VehicleTlsSessionView(APIView):
-    """The TLS configuration last recorded for a vehicle; a vehicle may read only its own."""
-
-    permission_classes = [IsVehicle]
-
-    @extend_schema(
-        responses={
-            200: VehicleTlsSessionSerializer,
-            403: OpenApiResponse(description="the certificate belongs to another VIN"),
-            404: OpenApiResponse(description="the VIN is not a registered vehicle"),
-        }
-    )
-    def get(self, request: Request, vin: str) -> Response:
-        identity = vehicle_identity(request)
-        assert identity is not None
-        if identity.vin != vin:
-            raise PermissionDenied("a vehicle certificate may only act for its own VIN")
-        vehicle = identity.vehicle
-        if vehicle is None:
-            raise NotFoundError(f"vehicle {vin} is not registered", field="vin")
-        return Response(VehicleTlsSessionSerializer(vehicle).data)

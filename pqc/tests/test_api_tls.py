@@ -44,21 +44,21 @@ def test_operator_has_no_tls_identity(fleet_operator) -> None:
 
 
 def test_vehicle_reads_its_own_session(vehicles) -> None:
-    url = reverse("pqc-api:tls-session", kwargs={"vin": VIN_A})
+    url = reverse("vehicles-api:tls-session", kwargs={"vin": VIN_A})
     response = vehicle_api_client(VIN_A).get(url)
     assert response.status_code == 200
     assert response.json()["tls_group"] == "MLKEM768"
 
 
 def test_vehicle_cannot_read_another_vehicles_session(vehicles) -> None:
-    url = reverse("pqc-api:tls-session", kwargs={"vin": VIN_B})
+    url = reverse("vehicles-api:tls-session", kwargs={"vin": VIN_B})
     response = vehicle_api_client(VIN_A).get(url)
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "permission_denied"
 
 
 def test_unregistered_vehicle_gets_404_naming_the_vin() -> None:
-    url = reverse("pqc-api:tls-session", kwargs={"vin": VIN_A})
+    url = reverse("vehicles-api:tls-session", kwargs={"vin": VIN_A})
     response = vehicle_api_client(VIN_A).get(url)
     assert response.status_code == 404
     assert "vin" in response.json()["error"]["fields"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from vehicles.api import views
+from vehicles.api import tls, views
 
 app_name = "vehicles-api"
 
@@ -28,5 +28,10 @@ urlpatterns = [
         "vehicles/<str:vin>/software-history",
         views.SoftwareHistoryView.as_view(),
         name="vehicle-software-history",
+    ),
+    path(
+        "tls/vehicles/<str:vin>/session/",
+        tls.VehicleTlsSessionView.as_view(),
+        name="tls-session",
     ),
 ]
