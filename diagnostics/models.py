@@ -32,8 +32,12 @@ class TelemetryLatest(models.Model):
     reported_at = models.DateTimeField()
     received_at = models.DateTimeField()
 
+    class Meta:
+        verbose_name = "latest telemetry"
+        verbose_name_plural = "latest telemetry"
+
     def __str__(self) -> str:
-        return f"latest telemetry of {self.vehicle_id}"
+        return f"latest telemetry of {self.vehicle.vin}"
 
 
 class TelemetrySample(models.Model):

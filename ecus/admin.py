@@ -52,7 +52,6 @@ class EcuAdmin(ReadOnlyModelAdmin):
     search_fields = ["vehicle__vin", "ecu_id", "serial_number"]
     list_select_related = ["vehicle", "ecu_type", "zonal_gateway"]
     raw_id_fields = ["vehicle", "zonal_gateway"]
-    readonly_fields = ["sw_version_key"]
     show_full_result_count = False
 
 

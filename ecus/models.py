@@ -14,6 +14,7 @@ class EcuType(models.Model):
     description = models.TextField(blank=True)
 
     class Meta:
+        verbose_name = "ECU type"
         ordering = ["code"]
 
     def __str__(self) -> str:
@@ -59,6 +60,7 @@ class RegistryEcu(models.Model):
     )
 
     class Meta:
+        verbose_name = "registry ECU"
         ordering = ["ecu_id"]
 
     def __str__(self) -> str:
@@ -99,6 +101,7 @@ class Ecu(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "ECU"
         ordering = ["vehicle", "ecu_id"]
         constraints = [
             models.UniqueConstraint(
@@ -112,7 +115,7 @@ class Ecu(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.vehicle_id}/{self.ecu_id}"
+        return f"{self.ecu_id} of {self.vehicle.vin}"
 
     def save(self, *args: object, **kwargs: object) -> None:
         self.sw_version_key = SemVer.coerce(self.sw_version).sort_key

@@ -49,7 +49,6 @@ class FirmwareAdmin(admin.ModelAdmin):
         "original_filename",
         "size",
         "sha256",
-        "version_key",
         "created_at",
         "uploaded_by",
     ]

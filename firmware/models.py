@@ -48,6 +48,7 @@ class Firmware(models.Model):
     objects = FirmwareQuerySet.as_manager()
 
     class Meta:
+        verbose_name = "firmware release"
         ordering = ["ecu_type", "-version_key"]
         constraints = [
             models.UniqueConstraint(
@@ -65,7 +66,7 @@ class Firmware(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.ecu_type_id}:{self.version}"
+        return f"{self.ecu_type.code} {self.version}"
 
     def save(self, *args: object, **kwargs: object) -> None:
         released = getattr(self, "_released", None)
@@ -111,6 +112,8 @@ class FirmwareCompatibility(models.Model):
     hardware_version = models.CharField(max_length=VERSION_MAX_LENGTH)
 
     class Meta:
+        verbose_name = "firmware compatibility"
+        verbose_name_plural = "firmware compatibilities"
         constraints = [
             models.UniqueConstraint(
                 fields=["firmware", "hardware_version"],
@@ -145,6 +148,8 @@ class FirmwareDependency(models.Model):
     min_version_key = models.CharField(max_length=VERSION_KEY_MAX_LENGTH, editable=False)
 
     class Meta:
+        verbose_name = "firmware dependency"
+        verbose_name_plural = "firmware dependencies"
         constraints = [
             models.UniqueConstraint(
                 fields=["firmware", "required_ecu_type"],
@@ -153,7 +158,7 @@ class FirmwareDependency(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.firmware} needs {self.required_ecu_type_id}>={self.min_version}"
+        return f"{self.firmware} needs {self.required_ecu_type.code} {self.min_version} or newer"
 
     def save(self, *args: object, **kwargs: object) -> None:
         self.min_version_key = SemVer.parse(self.min_version).sort_key

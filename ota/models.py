@@ -122,6 +122,7 @@ class CampaignFirmware(models.Model):
     )
 
     class Meta:
+        verbose_name = "campaign firmware release"
         constraints = [
             models.UniqueConstraint(
                 fields=["campaign", "firmware"],
@@ -208,6 +209,7 @@ class OtaUpdate(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "OTA update"
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
@@ -224,7 +226,7 @@ class OtaUpdate(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"update {self.pk} of {self.vehicle_id} ({self.state})"
+        return f"update {self.pk} of {self.vehicle.vin} ({self.get_state_display()})"
 
     def is_active(self) -> bool:
         return self.state in ACTIVE_STATES

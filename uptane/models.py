@@ -55,6 +55,8 @@ class SignedMetadata(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = "signed metadata"
+        verbose_name_plural = "signed metadata"
         ordering = ["repository", "role", "-version"]
         constraints = [
             models.UniqueConstraint(

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from core.admin import ReadOnlyInline, ReadOnlyModelAdmin
 from ecus.models import Ecu
@@ -42,6 +44,32 @@ class EcuInline(ReadOnlyInline):
         return super().get_queryset(request).select_related("zonal_gateway", "ecu_type")
 
 
+class TlsGroupFilter(admin.SimpleListFilter):
+    """Key exchange groups seen, and "never connected" for the vehicles with none yet.
+
+    The plain field filter would offer the empty group as a link with no text.
+    """
+
+    title = "key exchange group"
+    parameter_name = "tls_group"
+    NONE = "none"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        groups = (
+            Vehicle.objects.exclude(tls_group="")
+            .order_by("tls_group")
+            .values_list("tls_group", flat=True)
+            .distinct()
+        )
+        return [*((group, group) for group in groups), (self.NONE, "never connected")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Vehicle]) -> QuerySet[Vehicle]:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(tls_group="" if value == self.NONE else value)
+
+
 @admin.register(Vehicle)
 class VehicleAdmin(ReadOnlyModelAdmin):
     """Vehicles register over mutual TLS and report their own state; the admin only shows them."""
@@ -55,7 +83,7 @@ class VehicleAdmin(ReadOnlyModelAdmin):
         "last_seen_at",
         "tls_group",
     ]
-    list_filter = ["status", "is_online", "model_name", "model_year", "tls_group"]
+    list_filter = ["status", "is_online", "model_name", "model_year", TlsGroupFilter]
     search_fields = ["vin", "vmg_id"]
     readonly_fields = [
         "tls_group",

@@ -77,7 +77,7 @@ class ZonalGateway(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.vehicle_id}/{self.gateway_id}"
+        return f"{self.gateway_id} of {self.vehicle.vin}"
 
 
 class VciSnapshot(models.Model):
@@ -98,13 +98,14 @@ class VciSnapshot(models.Model):
     payload = models.JSONField()
 
     class Meta:
+        verbose_name = "VCI snapshot"
         ordering = ["vehicle", "-received_at", "-id"]
         indexes = [
             models.Index(fields=["vehicle", "-received_at"], name="vehicles_vci_latest"),
         ]
 
     def __str__(self) -> str:
-        return f"VCI of {self.vehicle_id} at {self.reported_at:%Y-%m-%d %H:%M:%S}"
+        return f"VCI of {self.vehicle.vin} at {self.reported_at:%Y-%m-%d %H:%M:%S}"
 
 
 class SavedFilter(models.Model):
