@@ -60,6 +60,36 @@
     return values;
   }
 
+  var FOCUSABLE = "a[href], button, input, select, textarea, summary, [tabindex]";
+  var FOCUS_KEYS = ["data-action", "data-vin", "name", "href"];
+
+  // Where the keyboard focus is inside the region, in terms that survive a re-render: its id,
+  // an identifying attribute, or else its position among the region's focusable elements.
+  function focusedSpot(region) {
+    var el = document.activeElement;
+    if (!el || el === region || !region.contains(el)) return null;
+    if (el.id) return { selector: "#" + CSS.escape(el.id) };
+    for (var i = 0; i < FOCUS_KEYS.length; i++) {
+      var key = FOCUS_KEYS[i];
+      if (el.hasAttribute(key)) {
+        return { selector: el.tagName.toLowerCase() + "[" + key + '="' + CSS.escape(el.getAttribute(key)) + '"]' };
+      }
+    }
+    return { index: Array.prototype.indexOf.call(region.querySelectorAll(FOCUSABLE), el) };
+  }
+
+  function restoreFocus(region, spot) {
+    if (!spot) return;
+    var el = spot.selector ? region.querySelector(spot.selector) : region.querySelectorAll(FOCUSABLE)[spot.index];
+    if (!el) {
+      // The control is gone (a finished campaign has no Pause): keep the focus in the region
+      // rather than letting it fall to <body>.
+      region.setAttribute("tabindex", "-1");
+      el = region;
+    }
+    el.focus({ preventScroll: true });
+  }
+
   function LiveRegion(region, url) {
     this.region = region;
     this.url = url;
@@ -87,7 +117,9 @@
       .then(function (html) {
         var open = openDetails(self.region);
         var before = kpiValues(self.region);
+        var focus = focusedSpot(self.region);
         self.region.innerHTML = html;
+        restoreFocus(self.region, focus);
         Object.keys(open).forEach(function (id) {
           var d = document.getElementById(id);
           if (d) d.open = open[id];
@@ -153,15 +185,20 @@
     render();
   }
 
-  function initAutosubmit() {
-    document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
-      select.addEventListener("change", function () { if (select.value) select.form.submit(); });
+  // Buttons that act at once and cannot be undone (Cancel) ask first. Delegated from the
+  // document, so buttons a live refresh re-renders ask too.
+  function initConfirm() {
+    document.addEventListener("submit", function (event) {
+      var button = event.submitter;
+      if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) {
+        event.preventDefault();
+      }
     });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
     initUdsForm();
-    initAutosubmit();
+    initConfirm();
     var body = document.body;
     var region = document.getElementById("live-region");
     if (!body.dataset.wsPath || !region || !("WebSocket" in window)) return;
