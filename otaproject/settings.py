@@ -173,6 +173,8 @@ INSTALLED_APPS = [
     "webhooks",
     "telematics",
     "console",
+    # The project package itself, for the command that composes every part: runota.
+    "otaproject",
 ]
 
 MIDDLEWARE = [

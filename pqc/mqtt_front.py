@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -452,23 +453,16 @@ def _kind(violation: MqttViolation) -> str:
     return "malformed" if isinstance(violation, MqttMalformed) else "not_authorized"
 
 
-def certificate_speaks_for(vin: str, cert_fingerprint: str) -> bool:
-    """Whether a certificate may act as `vin`: the same rule as the vehicle API's.
-
-    Registration binds a VIN to one certificate; another certificate with the same subject is
-    not that vehicle.
-    """
-    from vehicles.models import Vehicle
-
-    bound = (
-        Vehicle.objects.filter(vin=vin).values_list("certificate_fingerprint", flat=True).first()
-    )
-    return not bound or bound == cert_fingerprint
+# Whether the certificate with this fingerprint may act as this VIN: the rule of the vehicle API
+# (vehicles.identity.certificate_speaks_for), given to the front by the process that starts it.
+CertificateBinding = Callable[[str, str], bool]
 
 
-def _certificate_speaks_for_in_thread(vin: str, cert_fingerprint: str) -> bool:
+def _certificate_speaks_for_in_thread(
+    binding: CertificateBinding, vin: str, cert_fingerprint: str
+) -> bool:
     try:
-        return certificate_speaks_for(vin, cert_fingerprint)
+        return binding(vin, cert_fingerprint)
     finally:
         # Reactor pool threads live on; a connection held open here would outlive its use.
         db_connection.close()
@@ -577,6 +571,7 @@ class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
             self.factory.reactor,
             self.factory.reactor.getThreadPool(),
             _certificate_speaks_for_in_thread,
+            self.factory.certificate_binding,
             self.vin,
             self.cert_fingerprint,
         )
@@ -671,6 +666,7 @@ class MqttFrontFactory(protocol.Factory):
         upstream_host: str,
         upstream_port: int,
         *,
+        certificate_binding: CertificateBinding,
         max_packet: int = DEFAULT_MAX_PACKET,
         topic_root: str | None = None,
         connect_timeout: float | None = None,
@@ -680,6 +676,7 @@ class MqttFrontFactory(protocol.Factory):
         self.reactor: Any = reactor
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
+        self.certificate_binding = certificate_binding
         self.max_packet = max_packet
         self.topic_root = topic_root or configured_topic_root()
         self.connect_timeout = float(connect_timeout or settings.OTA_MQTT_CONNECT_TIMEOUT_SECONDS)

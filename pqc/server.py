@@ -32,7 +32,7 @@ from zope.interface import implementer
 from core import metrics
 from pqc.catalogue import ServerPolicy
 from pqc.http_edge import EdgeCounters, EdgeHTTPFactory, EdgeLimits
-from pqc.mqtt_front import MqttFrontFactory
+from pqc.mqtt_front import CertificateBinding, MqttFrontFactory
 from pqc.pki import FleetPki
 from pqc.revocation import OpenConnections
 from pqc.tls import HandshakeRecord, RevocationList, build_server_context, capture_handshake
@@ -597,6 +597,8 @@ class OtaListeners:
     mqtt: ListenerSpec | None
     mqtt_upstream: tuple[str, int] | None
     on_vehicle_handshake: VehicleHandshakeHook | None = None
+    # The MQTT front's VIN-to-certificate binding check; required when the front listens.
+    mqtt_certificate_binding: CertificateBinding | None = None
     action_logger: Any = None
     limits: EdgeLimits = field(default_factory=EdgeLimits)
     # The HTTP listeners this process serves (`runota --role`).
@@ -612,6 +614,8 @@ class OtaListeners:
 
     def listen(self) -> dict[str, int]:
         """Bind every listener; call on the reactor thread. Returns the bound ports."""
+        if self._serves_mqtt() and self.mqtt_certificate_binding is None:
+            raise ValueError("the MQTT front needs mqtt_certificate_binding to check VIN bindings")
         revocation = RevocationList(self.pki)
         self.open_connections = OpenConnections(revocation)
         self.open_connections.start()
@@ -639,7 +643,9 @@ class OtaListeners:
             self._bind(
                 CONSOLE, self.console.port, console_ctx, self.asgi.http_factory, mutual=False
             )
-        if self.mqtt is not None and self.mqtt_upstream is not None:
+        if self._serves_mqtt():
+            assert self.mqtt is not None and self.mqtt_upstream is not None
+            assert self.mqtt_certificate_binding is not None
             mqtt_ctx = build_server_context(
                 pki=self.pki,
                 policy=self.mqtt.policy,
@@ -650,9 +656,14 @@ class OtaListeners:
             # Idle vehicles hold these connections for hours: OpenSSL frees each one's read and
             # write buffers between records (about 25 KiB per connection).
             mqtt_ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
-            front = MqttFrontFactory(*self.mqtt_upstream)
+            front = MqttFrontFactory(
+                *self.mqtt_upstream, certificate_binding=self.mqtt_certificate_binding
+            )
             self._bind(MQTT, self.mqtt.port, mqtt_ctx, front, mutual=True)
         return dict(self.ports)
+
+    def _serves_mqtt(self) -> bool:
+        return self.mqtt is not None and self.mqtt_upstream is not None
 
     def _bind(self, name: str, port: int, ctx: SSL.Context, wrapped: Any, *, mutual: bool) -> None:
         factory = ListenerFactory(
@@ -726,20 +737,25 @@ def mqtt_upstream_from_settings() -> tuple[str, int]:
     return "127.0.0.1", int(settings.MQTT_EMBEDDED_PORT)
 
 
-def record_sessions_in_background(record: HandshakeRecord) -> None:
-    """Handshake hook for production: write the vehicle's TLS posture off the reactor thread."""
-    reactor.callInThread(_record_session, record)
+def recording_sessions(record_identity: Callable[[dict[str, Any]], None]) -> VehicleHandshakeHook:
+    """Handshake hook for production: `record_identity` (vehicles.identity.
+    record_tls_session_from_listener) writes the vehicle's TLS posture off the reactor thread."""
+
+    def hook(record: HandshakeRecord) -> None:
+        reactor.callInThread(_record_session, record, record_identity)
+
+    return hook
 
 
-def _record_session(record: HandshakeRecord) -> None:
-    from pqc.services import record_vehicle_session_from_listener
-
+def _record_session(
+    record: HandshakeRecord, record_identity: Callable[[dict[str, Any]], None]
+) -> None:
     try:
         identity = record.identity()
     except Exception:
         logger.exception("could not read the client certificate of a finished handshake")
         return
-    record_vehicle_session_from_listener(identity)
+    record_identity(identity)
 
 
 def listeners_from_settings(
@@ -754,7 +770,8 @@ def listeners_from_settings(
     accept: list[int] | None = None,
     allow_classical: bool | None = None,
     mqtt_upstream: tuple[str, int] | None = None,
-    on_vehicle_handshake: VehicleHandshakeHook | None = record_sessions_in_background,
+    on_vehicle_handshake: VehicleHandshakeHook | None = None,
+    mqtt_certificate_binding: CertificateBinding | None = None,
     action_logger: Any = None,
     limits: EdgeLimits | None = None,
 ) -> OtaListeners:
@@ -791,6 +808,7 @@ def listeners_from_settings(
         else None,
         mqtt_upstream=mqtt_upstream or mqtt_upstream_from_settings(),
         on_vehicle_handshake=on_vehicle_handshake,
+        mqtt_certificate_binding=mqtt_certificate_binding,
         action_logger=action_logger,
         limits=limits or EdgeLimits.from_settings(),
         request_concurrency=settings.OTA_REQUEST_CONCURRENCY,

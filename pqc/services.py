@@ -4,10 +4,8 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from django.db import close_old_connections, transaction
-from django.utils import timezone
+from django.db import transaction
 
 from core.audit import record_event
 from pqc.choices import CertificateAction
@@ -26,37 +24,6 @@ from pqc.pki import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def record_vehicle_session(
-    *, vin: str, group: str | None, signature_algorithm: str | None, version: str | None
-) -> bool:
-    """Store the configuration a vehicle's latest handshake negotiated; False if unknown VIN."""
-    from vehicles.models import Vehicle
-
-    updated = Vehicle.objects.filter(vin=vin).update(
-        tls_group=group or "",
-        tls_signature_algorithm=signature_algorithm or "",
-        tls_version=version or "",
-        tls_seen_at=timezone.now(),
-    )
-    return updated == 1
-
-
-def record_vehicle_session_from_listener(identity: dict[str, Any]) -> None:
-    """Worker-thread entry point for the listeners: never raises into the reactor."""
-    close_old_connections()
-    try:
-        record_vehicle_session(
-            vin=identity["vin"],
-            group=identity.get("group"),
-            signature_algorithm=identity.get("signature_algorithm"),
-            version=identity.get("version"),
-        )
-    except Exception:
-        logger.exception("could not record the TLS session of %s", identity.get("vin"))
-    finally:
-        close_old_connections()
 
 
 @transaction.atomic(durable=True)

@@ -1,8 +1,20 @@
-"""Which client certificate may act as a vehicle: one rule for the REST API and the MQTT front."""
+"""Which client certificate may act as a vehicle, and the TLS posture it last arrived with.
+
+The binding rule is one for the REST API and the MQTT front; the TLS posture is written by the
+listeners' handshake hook (pqc.server.recording_sessions).
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from django.db import close_old_connections
+from django.utils import timezone
+
 from vehicles.models import Vehicle
+
+logger = logging.getLogger(__name__)
 
 
 def bound_fingerprint(vehicle: Vehicle | None) -> str:
@@ -21,3 +33,32 @@ def certificate_speaks_for(vin: str, cert_fingerprint: str) -> bool:
         Vehicle.objects.filter(vin=vin).values_list("certificate_fingerprint", flat=True).first()
     )
     return fingerprint_matches(bound or "", cert_fingerprint)
+
+
+def record_tls_session(
+    *, vin: str, group: str | None, signature_algorithm: str | None, version: str | None
+) -> bool:
+    """Store the configuration a vehicle's latest handshake negotiated; False if unknown VIN."""
+    updated = Vehicle.objects.filter(vin=vin).update(
+        tls_group=group or "",
+        tls_signature_algorithm=signature_algorithm or "",
+        tls_version=version or "",
+        tls_seen_at=timezone.now(),
+    )
+    return updated == 1
+
+
+def record_tls_session_from_listener(identity: dict[str, Any]) -> None:
+    """Worker-thread entry point for the listeners: never raises into the reactor."""
+    close_old_connections()
+    try:
+        record_tls_session(
+            vin=identity["vin"],
+            group=identity.get("group"),
+            signature_algorithm=identity.get("signature_algorithm"),
+            version=identity.get("version"),
+        )
+    except Exception:
+        logger.exception("could not record the TLS session of %s", identity.get("vin"))
+    finally:
+        close_old_connections()

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from django.core.management import get_commands, load_command_class
 
-from pqc.management.commands.runota import ROLES, _role_list
+from otaproject.management.commands.runota import ROLES, _role_list
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -40,6 +40,7 @@ def front(broker, tmp_path):
     from otaproject.asgi import application
     from pqc.pki import FleetPki
     from pqc.server import listeners_from_settings, start_in_thread, stop_in_thread
+    from vehicles.identity import certificate_speaks_for
 
     pki = FleetPki(tmp_path / "pki")
     pki.init(hostnames=["localhost"])
@@ -52,6 +53,7 @@ def front(broker, tmp_path):
         mqtt_port=0,
         mqtt_upstream=("127.0.0.1", broker.port),
         on_vehicle_handshake=None,
+        mqtt_certificate_binding=certificate_speaks_for,
         allow_classical=False,
     )
     ports = start_in_thread(listeners)

@@ -69,6 +69,13 @@ class RunningListeners:
     host: str = "127.0.0.1"
 
 
+def _certificate_binding(vin: str, cert_fingerprint: str) -> bool:
+    """What runota gives the MQTT front, looked up at each call so that a test may patch it."""
+    from vehicles import identity
+
+    return identity.certificate_speaks_for(vin, cert_fingerprint)
+
+
 def start_listeners(fleet: FleetMaterial, *, hook: Any, mqtt_upstream: tuple[str, int],
                     **overrides: Any) -> RunningListeners:  # fmt: skip
     from otaproject.asgi import application
@@ -90,7 +97,7 @@ def start_listeners(fleet: FleetMaterial, *, hook: Any, mqtt_upstream: tuple[str
         mqtt_port=0,
         mqtt_upstream=mqtt_upstream,
         on_vehicle_handshake=record,
-        **overrides,
+        **{"mqtt_certificate_binding": _certificate_binding, **overrides},
     )
     ports = start_in_thread(listeners)
     return RunningListeners(ports=ports, handshakes=handshakes, listeners=listeners)

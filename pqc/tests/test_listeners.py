@@ -232,12 +232,15 @@ def test_every_vehicle_handshake_reaches_the_session_hook(
 def test_vehicle_handshake_records_the_configuration_on_the_vehicle(fleet: FleetMaterial) -> None:
     import time
 
-    from pqc.server import record_sessions_in_background, stop_in_thread
+    from pqc.server import recording_sessions, stop_in_thread
     from pqc.tests.conftest import MOSQUITTO, start_listeners
+    from vehicles.identity import record_tls_session_from_listener
     from vehicles.models import Vehicle
 
     Vehicle.objects.create(vin=VIN_A, model_name="Aurora", model_year=2026)
-    server = start_listeners(fleet, hook=record_sessions_in_background, mqtt_upstream=MOSQUITTO)
+    server = start_listeners(
+        fleet, hook=recording_sessions(record_tls_session_from_listener), mqtt_upstream=MOSQUITTO
+    )
     try:
         config = next(c for c in CATALOGUE if c.group == "SecP384r1MLKEM1024")
         with open_connection(

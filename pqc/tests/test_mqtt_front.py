@@ -14,7 +14,6 @@ from pqc.mqtt_front import (
     MqttGuard,
     MqttMalformed,
     MqttViolation,
-    certificate_speaks_for,
     connect_with_credentials,
     split_packets,
 )
@@ -463,20 +462,3 @@ def test_connect_rewrite_grows_the_remaining_length_field() -> None:
     rewritten = connect_with_credentials(raw, "front", long_password)
     (packet,) = split_packets(bytearray(rewritten), 4096)
     assert packet[2].endswith(_s("front") + _s(long_password))
-
-
-# The certificate binding -----------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_certificate_binding_follows_the_vehicle_api_rule() -> None:
-    from vehicles.models import Vehicle
-
-    bound, other = "ab" * 32, "cd" * 32
-    assert certificate_speaks_for(VIN, bound)  # not registered yet: registration binds it
-    vehicle = Vehicle.objects.create(vin=VIN, model_name="Aurora", model_year=2026)
-    assert certificate_speaks_for(VIN, bound)  # pre-registered, not bound yet
-    vehicle.certificate_fingerprint = bound
-    vehicle.save(update_fields=["certificate_fingerprint"])
-    assert certificate_speaks_for(VIN, bound)
-    assert not certificate_speaks_for(VIN, other)

@@ -573,17 +573,17 @@ def test_refused_connect_never_opens_a_broker_connection(fleet: FleetMaterial) -
 def test_a_slow_binding_lookup_holds_its_connect_but_not_the_other_vehicles(
     tunnel: MqttTlsTunnel, fleet: FleetMaterial, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pqc.mqtt_front
+    from vehicles import identity
 
     lookup_seconds = 2.0
-    real_lookup = pqc.mqtt_front.certificate_speaks_for
+    real_lookup = identity.certificate_speaks_for
 
     def slow_for_a(vin: str, cert_fingerprint: str) -> bool:
         if vin == VIN_A:
             time.sleep(lookup_seconds)
         return real_lookup(vin, cert_fingerprint)
 
-    monkeypatch.setattr(pqc.mqtt_front, "certificate_speaks_for", slow_for_a)
+    monkeypatch.setattr(identity, "certificate_speaks_for", slow_for_a)
     started = time.monotonic()
     slow = _session(VIN_A, "127.0.0.1", tunnel.port)
     with MqttTlsTunnel(

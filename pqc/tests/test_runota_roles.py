@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from otaproject.management.commands.runota import ROLES, role_of_service
 from pqc.catalogue import get_configuration
 from pqc.client import ClientCredentials, https_request
-from pqc.management.commands.runota import ROLES, role_of_service
 from pqc.tests.conftest import FleetMaterial
 from pqc.tests.test_runota_command import MANAGE, _env, _read_until
 

@@ -18,30 +18,6 @@ def pki(tmp_path) -> FleetPki:
     return pki
 
 
-def test_record_vehicle_session_stores_the_negotiated_configuration() -> None:
-    from vehicles.models import Vehicle
-
-    Vehicle.objects.create(vin=VIN_A, model_name="Aurora", model_year=2026)
-
-    assert services.record_vehicle_session(
-        vin=VIN_A, group="X25519MLKEM768", signature_algorithm="mldsa65", version="TLSv1.3"
-    )
-
-    vehicle = Vehicle.objects.get(vin=VIN_A)
-    assert (vehicle.tls_group, vehicle.tls_signature_algorithm, vehicle.tls_version) == (
-        "X25519MLKEM768",
-        "mldsa65",
-        "TLSv1.3",
-    )
-    assert vehicle.tls_seen_at is not None
-
-
-def test_record_vehicle_session_ignores_an_unregistered_vin() -> None:
-    assert not services.record_vehicle_session(
-        vin=VIN_A, group="MLKEM768", signature_algorithm="mldsa65", version="TLSv1.3"
-    )
-
-
 def test_initialise_pki_audits_what_it_created(tmp_path) -> None:
     pki = FleetPki(tmp_path / "fresh")
     created = services.initialise_pki(pki=pki, actor="system:ops", families=["ecdsa-p256"])

@@ -74,20 +74,22 @@ def server(broker, registry, settings, tmp_path) -> Iterator[Server]:
     from pqc.pki import FleetPki
     from pqc.server import (
         listeners_from_settings,
-        record_sessions_in_background,
+        recording_sessions,
         start_in_thread,
         stop_in_thread,
     )
+    from vehicles.identity import certificate_speaks_for, record_tls_session_from_listener
 
     settings.SIGNING_KEY_DIR = tmp_path / "signing"
     settings.PACKAGE_DIR = tmp_path / "packages"
     pki = FleetPki(tmp_path / "pki")
     pki.init(hostnames=["localhost"])
     handshakes: list[dict[str, Any]] = []
+    record_session = recording_sessions(record_tls_session_from_listener)
 
     def on_handshake(record: Any) -> None:
         handshakes.append(record.identity())
-        record_sessions_in_background(record)  # what runota does: Vehicle.tls_* fields
+        record_session(record)  # what runota does: Vehicle.tls_* fields
 
     upstream = urlsplit(broker)
     listeners = listeners_from_settings(
@@ -99,6 +101,7 @@ def server(broker, registry, settings, tmp_path) -> Iterator[Server]:
         mqtt_port=0,
         mqtt_upstream=(upstream.hostname, upstream.port or 1883),
         on_vehicle_handshake=on_handshake,
+        mqtt_certificate_binding=certificate_speaks_for,
         allow_classical=False,
     )
     ports = start_in_thread(listeners)

@@ -17,6 +17,7 @@ from core import health
 from pqc.catalogue import CatalogueError
 from pqc.pki import FleetPki, PkiError
 from pqc.tls import TlsConfigError
+from vehicles.identity import certificate_speaks_for, record_tls_session_from_listener
 
 
 def _id_list(text: str) -> list[int]:
@@ -120,6 +121,8 @@ class Command(BaseCommand):
                 accept=options["configs"],
                 allow_classical=options["allow_classical"],
                 action_logger=AccessLogGenerator(sys.stdout) if options["verbosity"] > 1 else None,
+                on_vehicle_handshake=pqc.server.recording_sessions(record_tls_session_from_listener),
+                mqtt_certificate_binding=certificate_speaks_for,
             )
             _check_default_configuration(listeners.vehicle.policy)
             listeners.http_listeners = tuple(
