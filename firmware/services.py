@@ -24,7 +24,7 @@ from django.utils import timezone
 from core import metrics
 from core.api import ConflictError, DomainError
 from core.audit import record_event
-from ecus.models import EcuType
+from ecus.models import Ecu, EcuType, RegistryEcu
 from ecus.versions import InvalidVersion, SemVer
 from firmware import otap, signing
 from firmware.choices import FirmwareStatus, SigningKeyStatus
@@ -74,11 +74,44 @@ def _parse_version(version: str) -> str:
     return version
 
 
-def _check_upload(*, ecu_type_code: str, version: str, size: int | None) -> EcuType:
+def _check_hardware_versions(ecu_type: EcuType, hardware_versions: Sequence[str]) -> None:
+    """Each hardware version is a version, spelled as this fleet's ECUs of the type spell it.
+
+    Compatibility matches the text exactly: "2.0.0" for ECUs reporting "2.0" would make a
+    release that no ECU can ever receive. Hardware no ECU has yet is allowed (new hardware).
+    """
+    known = set(
+        RegistryEcu.objects.filter(ecu_type=ecu_type).values_list("hardware_version", flat=True)
+    ) | set(Ecu.objects.filter(ecu_type=ecu_type).values_list("hardware_version", flat=True))
+    known_parsed = {}
+    for text in known:
+        try:
+            known_parsed[text] = SemVer.coerce(text)
+        except InvalidVersion:
+            continue
+    for hardware in hardware_versions:
+        try:
+            parsed = SemVer.coerce(hardware)
+        except InvalidVersion as exc:
+            raise DomainError(str(exc), field="hardware_versions") from None
+        if hardware in known:
+            continue
+        same = sorted(text for text, version in known_parsed.items() if version == parsed)
+        if same:
+            raise DomainError(
+                f"{hardware!r} is written {same[0]!r} in this fleet's {ecu_type.code} hardware",
+                field="hardware_versions",
+            )
+
+
+def _check_upload(
+    *, ecu_type_code: str, version: str, size: int | None, hardware_versions: Sequence[str] = ()
+) -> EcuType:
     version = _parse_version(version)
     ecu_type = EcuType.objects.filter(code=ecu_type_code).first()
     if ecu_type is None:
         raise DomainError(f"unknown ECU type {ecu_type_code!r}", field="ecu_type")
+    _check_hardware_versions(ecu_type, hardware_versions)
     limit = settings.FIRMWARE_MAX_UPLOAD_BYTES
     if size is not None and size > limit:
         raise PayloadTooLargeError(f"file is {size} bytes, the limit is {limit}", field="file")
@@ -101,7 +134,12 @@ def upload_firmware(
     uploaded_by: Any = None,
 ) -> UploadResult:
     """Validate, stream the bytes to storage under a generated name, then record the release."""
-    ecu_type = _check_upload(ecu_type_code=ecu_type_code, version=version, size=size)
+    ecu_type = _check_upload(
+        ecu_type_code=ecu_type_code,
+        version=version,
+        size=size,
+        hardware_versions=hardware_versions,
+    )
     # The user's file name is metadata only: it never becomes part of a storage path.
     name = f"firmware/{ecu_type.pk}/{uuid.uuid4().hex}.bin"
     limit = settings.FIRMWARE_MAX_UPLOAD_BYTES

@@ -73,6 +73,9 @@ def test_anonymous_cannot_upload(db) -> None:
         ({"ecu_type": "XYZ"}, 400, "ecu_type"),
         ({"file": SimpleUploadedFile("empty.bin", b"")}, 400, "file"),
         ({"version": "1.0.0"}, 409, "version"),
+        ({"hardware_versions": "2.x"}, 400, "hardware_versions"),
+        ({"hardware_versions": "2.0 2.1"}, 400, "hardware_versions"),
+        ({"hardware_versions": "2.0,,v3"}, 400, "hardware_versions"),
     ],
 )
 def test_bad_input_gets_json_naming_the_field_and_stores_nothing(
@@ -108,3 +111,31 @@ def test_identical_bytes_are_reported_not_refused(engineer_client: APIClient) ->
     assert response.json()["same_bytes_as"] == [
         {"id": first.pk, "ecu_type": "ECM", "version": "1.0.0"}
     ]
+
+
+def test_a_hardware_version_is_a_version(engineer_client: APIClient) -> None:
+    factories.ecu_type("ECM")
+    response = engineer_client.post(URL, _form(hardware_versions="2.0, rev B"), format="multipart")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["hardware_versions"] == [
+        "'rev B' is not a semantic version (MAJOR.MINOR.PATCH)"
+    ]
+
+
+def test_a_hardware_version_spelled_unlike_the_fleet_is_refused(
+    engineer_client: APIClient, registry
+) -> None:
+    # The registry's ECM hardware is "2.0" and "2.1"; compatibility matches the text exactly,
+    # so "2.0.0" would make a release no ECM can ever receive.
+    response = engineer_client.post(URL, _form(hardware_versions="2.1, 2.0.0"), format="multipart")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["hardware_versions"] == [
+        "'2.0.0' is written '2.0' in this fleet's ECM hardware"
+    ]
+    assert not Firmware.objects.exists()
+
+
+def test_hardware_no_ecu_has_yet_is_accepted(engineer_client: APIClient, registry) -> None:
+    response = engineer_client.post(URL, _form(hardware_versions="4.0"), format="multipart")
+    assert response.status_code == 201, response.json()
+    assert response.json()["hardware_versions"] == ["4.0"]
