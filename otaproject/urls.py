@@ -19,12 +19,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from core import auth_api
 from diagnostics.api import urls as diagnostics_api_urls
-from ecus.api import urls as ecus_api_urls
 from firmware.api import urls as firmware_api_urls
 from ota.api import urls as ota_api_urls
 from otaproject.metrics import metrics_view
 from pqc.api import urls as pqc_api_urls
 from uptane.api import urls as uptane_api_urls
+from vehicles.api import ecu_urls as ecus_api_urls
 from vehicles.api import urls as vehicles_api_urls
 from webhooks.api import urls as webhooks_api_urls
 

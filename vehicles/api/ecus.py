@@ -1,3 +1,9 @@
+"""The ECU API: /ecus, /ecus/<ecu_id> and /ecus/<ecu_id>/version.
+
+It lives with the vehicle API because every answer is scoped to one vehicle (the caller's
+certificate, or ?vin= for operators); the ECU records and services stay in ecus.
+"""
+
 from __future__ import annotations
 
 from typing import Any

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.urls import path
 
-from ecus.api import views
+from vehicles.api import ecus as views
 
+# The ECU routes keep their own namespace (ecus-api:ecu-list, ...).
 app_name = "ecus-api"
 
 urlpatterns = [
