@@ -15,6 +15,7 @@ import daphne.server
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.ws_protocol import WebSocketFactory
 from OpenSSL import SSL
+from OpenSSL._util import ffi as _ssl_ffi
 from OpenSSL._util import lib as _ssl_lib
 from twisted.internet import reactor as _reactor
 from twisted.internet import tcp
@@ -171,6 +172,7 @@ class _ListenerTLSProtocol(BufferingTLSTransport):
     ota_record: HandshakeRecord | None = None
     # The client address counted against the listener's per-address bound.
     ota_peer_host = ""
+    _bios_renewed = False
 
     def makeConnection(self, transport: Any) -> None:  # noqa: N802
         if self.factory.tcp_nodelay:
@@ -239,6 +241,37 @@ class _ListenerTLSProtocol(BufferingTLSTransport):
         if self._handshakeDone and self.factory.mutual_tls:
             self.factory.handshake_finished(self)
 
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        super().dataReceived(data)
+        if self._handshakeDone and self.factory.renew_bios and not self._bios_renewed:
+            self._renew_bios()
+
+    def _renew_bios(self) -> None:
+        """Give OpenSSL two new, empty memory BIOs once the handshake is over.
+
+        A memory BIO never shrinks: each would hold the largest flight it carried, the
+        handshake's certificates (about 20 KiB with ML-DSA-65) for as long as the connection
+        lasts. Only done when both are drained, so no byte is lost or reordered.
+        """
+        tls = self._tlsConnection
+        if self._lostTLSConnection or tls is None or tls._into_ssl is None:
+            return
+        pending = _ssl_ffi.new("char **")
+        if _ssl_lib.BIO_get_mem_data(tls._into_ssl, pending) or _ssl_lib.BIO_get_mem_data(
+            tls._from_ssl, pending
+        ):
+            return  # tried again after the next read
+        into, out = _ssl_lib.BIO_new(_ssl_lib.BIO_s_mem()), _ssl_lib.BIO_new(_ssl_lib.BIO_s_mem())
+        if into == _ssl_ffi.NULL or out == _ssl_ffi.NULL:
+            for bio in (into, out):
+                if bio != _ssl_ffi.NULL:
+                    _ssl_lib.BIO_free(bio)
+            return
+        # SSL_set_bio frees the old pair; the connection owns the new one.
+        _ssl_lib.SSL_set_bio(tls._ssl, into, out)
+        tls._into_ssl, tls._from_ssl = into, out
+        self._bios_renewed = True
+
     def connectionLost(self, reason: Any) -> None:  # noqa: N802
         if not self._handshakeDone:
             metrics.TLS_HANDSHAKE_FAILURES.labels(self.factory.listener_name).inc()
@@ -275,6 +308,8 @@ class ListenerFactory(TLSMemoryBIOFactory):
         # Twisted's HTTPChannel disables Nagle itself when it connects (before the first
         # flight); other wrapped protocols get it from the TLS layer.
         self.tcp_nodelay = not isinstance(wrapped, HTTPFactory)
+        # Long-lived connections (the MQTT front) drop their handshake-sized BIO buffers.
+        self.renew_bios = False
         self._hook = on_handshake
         self.open_connections = open_connections
 
