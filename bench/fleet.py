@@ -119,7 +119,15 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         database_url=args.database_url,
         mqtt_url=args.mqtt_url,
         redis_url=args.redis_url,
-        extra_env={"OTA_VEHICLE_TIMEOUT_SECONDS": "900"},
+        extra_env={
+            "OTA_VEHICLE_TIMEOUT_SECONDS": "900",
+            **({"PYTHONTRACEMALLOC": "1"} if args.trace_memory else {}),
+        },
+        wrapper=(
+            ["bench/profile_server.py", "--out", str(args.profile / f"fleet-{size}")]
+            if args.profile
+            else []
+        ),
     )
     started = time.monotonic()
     server.prepare(fleet=size, families="ecdsa-p256:60,ml-dsa-65:40")
@@ -154,6 +162,10 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         time.sleep(5)  # the connection burst's buffers settle
         result["rss_per_vehicle_kib"] = (_rss(pid) - rss_idle) / size / 1024
         result["rss_mib"] = _rss(pid) / 2**20
+        if args.profile:
+            os.kill(pid, signal.SIGUSR2)  # profile-1.txt: the connect phase, memory connected
+        if args.connect_only:
+            return result
 
         rows, moment = _telemetry_rows(args.database_url), time.monotonic()
         time.sleep(args.telemetry_window)
@@ -174,6 +186,8 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         finished = sum(detail["counts"].get(k, 0) for k in ("succeeded", "failed", "rolled_back"))
         result["update_checks_per_s"] = finished / result["campaign_s"]
         result["update_cpu_s_per_vehicle"] = (_cpu_seconds(pid) - cpu_before) / size
+        if args.profile:
+            os.kill(pid, signal.SIGUSR2)  # profile-2.txt: telemetry window and campaign
 
         started = time.monotonic()
         for fleet in fleets:
@@ -330,6 +344,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="run the server under bench/profile_server.py, reports here")  # fmt: skip
+    parser.add_argument("--trace-memory", action="store_true",
+                        help="with --profile: tracemalloc in the server (slower, more memory)")  # fmt: skip
+    parser.add_argument("--connect-only", action="store_true",
+                        help="stop after connecting and measuring memory")  # fmt: skip
     args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # Children inherit the raised limit: the server holds one descriptor per vehicle and more.

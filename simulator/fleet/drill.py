@@ -76,6 +76,8 @@ class ServerProcess:
     topic_root: str = field(default_factory=lambda: f"fleet{secrets.token_hex(3)}")
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Put before `manage.py runota`, e.g. a profiler: ["bench/profile_server.py", "--out", dir].
+    wrapper: list[str] = field(default_factory=list)
     vehicle_port: int = field(default_factory=free_port)
     console_port: int = field(default_factory=free_port)
     mqtt_port: int = field(default_factory=free_port)
@@ -169,7 +171,7 @@ class ServerProcess:
     def start(self, *, timeout: float = 90) -> None:
         log = (self.var / "runota.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runota"],
+            [sys.executable, *self.wrapper, "manage.py", "runota"],
             cwd=ROOT,
             env=self.env(),
             stdout=log,
