@@ -26,6 +26,7 @@ from uptane.services import unreleased_firmware
 from vehicles.choices import VehicleStatus
 from vehicles.filters import filter_vehicles
 from vehicles.models import Vehicle
+from vehicles.validators import VIN_PATTERN
 
 DEFAULT_WAVES = (1.0, 10.0, 50.0, 100.0)
 # Rows per INSERT when fanning out; keeps statements well under parameter limits.
@@ -70,6 +71,27 @@ def _validate_waves(percentages: Sequence[float]) -> list[float]:
     return waves
 
 
+# VINs looked up per query when checking targets: under SQLite's bound on query parameters.
+VIN_CHECK_BATCH = 5000
+
+
+def _validate_target_vins(vins: Sequence[str]) -> None:
+    """Each target is a registered vehicle's VIN: a typo would otherwise target nothing."""
+    for vin in vins:
+        if not isinstance(vin, str) or not VIN_PATTERN.fullmatch(vin):
+            raise DomainError(
+                f"{vin!r} is not a VIN (17 capital letters and digits, no I, O or Q)",
+                field="target_vins",
+            )
+    wanted = list(dict.fromkeys(vins))
+    for start in range(0, len(wanted), VIN_CHECK_BATCH):
+        batch = wanted[start : start + VIN_CHECK_BATCH]
+        known = set(Vehicle.objects.filter(vin__in=batch).values_list("vin", flat=True))
+        unknown = [vin for vin in batch if vin not in known]
+        if unknown:
+            raise DomainError(f"no vehicle {unknown[0]} is registered", field="target_vins")
+
+
 def _validate_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """Rules that span fields or need the database; shapes were checked by the serializer."""
     if "wave_percentages" in fields:
@@ -94,6 +116,7 @@ def _validate_fields(fields: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(zones) - known)
         if unknown:
             raise DomainError(f"unknown zonal gateway {unknown[0]}", field="target_zones")
+    _validate_target_vins(fields.get("target_vins") or [])
     window = (fields.get("maintenance_window_start"), fields.get("maintenance_window_end"))
     if (window[0] is None) != (window[1] is None):
         raise DomainError("give both ends of the window or neither", field="maintenance_window_end")

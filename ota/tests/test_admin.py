@@ -61,7 +61,7 @@ def test_admin_adds_a_campaign_through_the_service(admin_client, admin_user, ecm
 
 
 def test_admin_edits_a_draft_campaign_through_the_service(
-    admin_client, admin_user, fleet_operator, ecm_release
+    admin_client, admin_user, fleet_operator, ecm_release, vehicle
 ) -> None:
     campaign = create_campaign(operator=fleet_operator, name="c", firmware_ids=[ecm_release.pk])
     data = _change_form(admin_client, campaign) | {"target_vins": ['["WVWZZZ1JZ3W386752"]']}

@@ -158,3 +158,45 @@ def test_a_campaign_id_that_is_not_a_number_is_not_found(operator_client, method
     response = getattr(operator_client, method)(f"{URL}{path}")
     assert response.status_code == 404
     assert response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("vins", "message"),
+    [
+        (
+            ["WVWZZZ1JZ3W38675"],
+            "'WVWZZZ1JZ3W38675' is not a VIN (17 capital letters and digits, no I, O or Q)",
+        ),
+        (
+            ["wvwzzz1jz3w386752"],
+            "'wvwzzz1jz3w386752' is not a VIN (17 capital letters and digits, no I, O or Q)",
+        ),
+        (
+            ["WVWZZZ1JZ3W38675O"],
+            "'WVWZZZ1JZ3W38675O' is not a VIN (17 capital letters and digits, no I, O or Q)",
+        ),
+        (["1HGCM82633A004352"], "no vehicle 1HGCM82633A004352 is registered"),
+    ],
+)
+def test_target_vins_are_registered_vins(operator_client, ecm_release, vins, message) -> None:
+    body = {"name": "x", "firmware_ids": [ecm_release.pk], "target_vins": vins}
+    response = operator_client.post(URL, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["target_vins"] == [message]
+    assert Campaign.objects.count() == 0
+
+
+def test_an_edit_to_an_unknown_vin_is_refused(operator_client, draft) -> None:
+    response = operator_client.patch(
+        f"{URL}/{draft['id']}", {"target_vins": ["1HGCM82633A004352"]}, format="json"
+    )
+    assert response.status_code == 400
+    assert "target_vins" in response.json()["error"]["fields"]
+    assert Campaign.objects.get(pk=draft["id"]).target_vins == []
+
+
+def test_target_vins_of_registered_vehicles_are_kept(operator_client, ecm_release, vehicle) -> None:
+    body = {"name": "x", "firmware_ids": [ecm_release.pk], "target_vins": [vehicle.vin]}
+    response = operator_client.post(URL, body, format="json")
+    assert response.status_code == 201, response.json()
+    assert Campaign.objects.get().target_vins == [vehicle.vin]
