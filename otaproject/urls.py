@@ -44,7 +44,7 @@ API_MODULES = [
 VEHICLE_ONLY_ROUTES = {
     "vehicles-api:vehicle-vci",
     "ecus-api:ecu-version",
-    "firmware-api:package-download",
+    "ota-api:package-download",
     "ota-api:ota-check",
     "ota-api:ota-package-request",
     "ota-api:ota-status",

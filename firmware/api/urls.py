@@ -13,10 +13,5 @@ router.register("firmware", views.FirmwareViewSet, basename="firmware")
 
 urlpatterns = [
     path("firmware/upload", views.FirmwareUploadView.as_view(), name="firmware-upload"),
-    path(
-        "ota/package/<str:package_id>",
-        views.PackageDownloadView.as_view(),
-        name="package-download",
-    ),
     *router.urls,
 ]

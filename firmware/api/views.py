@@ -14,8 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import DomainError, NotFoundError
-from core.permissions import IsFleetEngineer, IsVehicle, IsViewer, vehicle_identity
+from core.api import DomainError
+from core.permissions import IsFleetEngineer, IsViewer
 from firmware import services
 from firmware.api.serializers import (
     FirmwareDetailSerializer,
@@ -25,7 +25,7 @@ from firmware.api.serializers import (
 )
 from firmware.api.uploads import LimitedUploadHandler
 from firmware.choices import FirmwareStatus
-from firmware.models import Firmware, ZonePackage
+from firmware.models import Firmware
 from firmware.ranges import (
     ByteRange,
     RangeNotSatisfiable,
@@ -165,65 +165,6 @@ class FirmwareUploadView(APIView):
         )
         body = upload_response(result.firmware, result.same_bytes_as)
         return Response(body, status=status.HTTP_201_CREATED)
-
-
-class PackageDownloadView(APIView):
-    """GET /api/v1/ota/package/<id>: a vehicle downloads a zone package, resumable by Range."""
-
-    # The default authentication classes: the vehicle's certificate comes first (and names the
-    # 401 challenge); an operator's session or token is refused by IsVehicle.
-    permission_classes = [IsVehicle]
-
-    @extend_schema(
-        responses={
-            200: OpenApiResponse(description="OTAP package bytes"),
-            206: OpenApiResponse(description="the requested byte range of the package"),
-        }
-    )
-    def get(self, request: Request, package_id: str) -> HttpResponseBase:
-        return self._serve(request, package_id, head=False)
-
-    def head(self, request: Request, package_id: str) -> HttpResponseBase:
-        return self._serve(request, package_id, head=True)
-
-    def _serve(self, request: Request, package_id: str, *, head: bool) -> HttpResponseBase:
-        identity = vehicle_identity(request)
-        vehicle = identity.vehicle if identity else None
-        package = ZonePackage.objects.for_vehicle(vehicle).filter(pk=package_id).first()
-        if package is None:
-            # The same answer for "absent" and "not yours": ids of other vehicles' packages
-            # must not be confirmable.
-            raise NotFoundError("no such package for this vehicle", field="package_id")
-
-        def open_package() -> IO[bytes]:
-            try:
-                return package.file.storage.open(package.file.name, "rb")
-            except OSError:
-                raise DomainError(
-                    "package file is missing from storage", code="unavailable"
-                ) from None
-
-        response, byte_range = serve_ranged(
-            request,
-            open_package,
-            size=package.size,
-            etag=package.etag,
-            last_modified=http_date(package.built_at.timestamp()),
-            head=head,
-        )
-        if response.status_code == status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE:
-            return response
-        if not head and vehicle is not None:
-            meter = services.DownloadMeter(
-                vehicle_id=vehicle.pk,
-                package_id=package.pk,
-                first=byte_range.first if byte_range else 0,
-            )
-            response.streaming_content = services.metered_download(
-                response.streaming_content, meter, asynchronous=response.is_async
-            )
-        response["Content-Disposition"] = f'attachment; filename="{package.pk}.otap"'
-        return response
 
 
 FIRMWARE_FILTERS = [

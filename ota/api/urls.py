@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from ota.api import views
+from ota.api import package_download, views
 
 app_name = "ota-api"
 
@@ -14,6 +14,11 @@ router.register("campaigns", views.CampaignViewSet, basename="campaign")
 urlpatterns = [
     path("ota/check", views.UpdateCheckView.as_view(), name="ota-check"),
     path("ota/package", views.PackageRequestView.as_view(), name="ota-package-request"),
+    path(
+        "ota/package/<str:package_id>",
+        package_download.PackageDownloadView.as_view(),
+        name="package-download",
+    ),
     path("ota/status", views.StatusReportView.as_view(), name="ota-status"),
     path("vehicles/<str:vin>/updates", views.VehicleUpdatesView.as_view(), name="vehicle-updates"),
     path("audit-events", views.AuditEventListView.as_view(), name="audit-event-list"),

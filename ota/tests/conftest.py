@@ -113,7 +113,7 @@ def offered_update(vehicle, fleet_operator, ecm_release, fake_packages) -> Any:
 
 def serve_packages(update: Any) -> None:
     """Record every package of the update's plan as served in full, as the download view does."""
-    from firmware.services import record_package_served
+    from ota.downloads import record_package_served
 
     update.refresh_from_db()
     for package in update.plan.get("packages", []):

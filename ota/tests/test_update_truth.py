@@ -117,7 +117,7 @@ def test_a_vci_that_contradicts_a_success_reopens_it_as_rolled_back(
 def test_a_download_in_progress_keeps_the_update_alive(
     vehicle, vehicle_client, offered_update
 ) -> None:
-    from firmware.services import record_package_served
+    from ota.downloads import record_package_served
 
     update = planned(vehicle_client, offered_update)
     [package] = update.plan["packages"]
@@ -137,7 +137,7 @@ def test_a_download_in_progress_keeps_the_update_alive(
 
 
 def test_resumed_ranges_add_up_and_a_gap_does_not(vehicle, vehicle_client, offered_update) -> None:
-    from firmware.services import record_package_served
+    from ota.downloads import record_package_served
 
     update = planned(vehicle_client, offered_update)
     [package] = update.plan["packages"]
@@ -155,7 +155,7 @@ def test_resumed_ranges_add_up_and_a_gap_does_not(vehicle, vehicle_client, offer
 
 def test_ranges_recorded_out_of_order_add_up(vehicle, vehicle_client, offered_update) -> None:
     # A cut response is closed, and its bytes recorded, after the resumed request has begun.
-    from firmware.services import record_package_served
+    from ota.downloads import record_package_served
 
     update = planned(vehicle_client, offered_update)
     [package] = update.plan["packages"]
