@@ -33,7 +33,7 @@ from ota.choices import CampaignStatus, UpdateState
 from ota.models import Campaign, CampaignWave, OtaUpdate
 from pqc.pki import FleetPki
 from vehicles.choices import VehicleStatus
-from vehicles.filters import filter_vehicles
+from vehicles.filters import count_limit, filter_vehicles
 from vehicles.models import SavedFilter, Vehicle
 from vehicles.reports import version_report
 
@@ -898,11 +898,18 @@ class FleetPage:
     next_query: str = ""
     previous_query: str = ""
     error: str = ""
+    # False when counting stopped at the list's limit: more than `total` vehicles match.
+    total_exact: bool = True
 
 
+@dataclass
 class _FleetListing:
-    ordering_fields = FLEET_ORDERING
-    default_ordering = "vin"
+    query: dict[str, Any]
+    ordering_fields: tuple[str, ...] = FLEET_ORDERING
+    default_ordering: str = "vin"
+
+    def get_count_limit(self, request: Any) -> int | None:
+        return count_limit(self.query)
 
 
 def fleet_page(request: HttpRequest, *, page_size: int = 50) -> FleetPage:
@@ -918,7 +925,7 @@ def fleet_page(request: HttpRequest, *, page_size: int = 50) -> FleetPage:
     pagination.page_size = page_size
     try:
         vehicles = filter_vehicles(query, Vehicle.objects.for_list())
-        rows = pagination.paginate_queryset(vehicles, Request(request), _FleetListing())
+        rows = pagination.paginate_queryset(vehicles, Request(request), _FleetListing(query))
     except DomainError as exc:
         page.error = exc.message
         return page
@@ -928,6 +935,7 @@ def fleet_page(request: HttpRequest, *, page_size: int = 50) -> FleetPage:
         )
         return page
     page.vehicles, page.total = rows or [], pagination.count
+    page.total_exact = pagination.count_exact
     kept = {**params, **{k: v for k, v in paging.items() if k in ("ordering", "saved", "limit")}}
     if pagination.next_cursor:
         page.next_query = urlencode({**kept, "cursor": pagination.next_cursor})

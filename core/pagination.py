@@ -66,6 +66,10 @@ class KeysetPagination(BasePagination):
     not grow with the page number, as OFFSET's does. The view names what may be sorted on in
     `ordering_fields` (each a non-null column) and its `default_ordering`; `?ordering=-field`
     sorts descending. The primary key breaks ties, so no row is skipped or shown twice.
+
+    The total is exact unless the view's `get_count_limit(request)` returns a limit: then
+    counting stops after that many rows, in list order so the database reads no more than it
+    would for that many pages, and the response says `count_exact: false` ("more than count").
     """
 
     page_size = 50
@@ -83,7 +87,7 @@ class KeysetPagination(BasePagination):
         field, descending = self._ordering(request, view)
         ordering = f"-{field}" if descending else field
         cursor = self._cursor(request, ordering)
-        self.count = queryset.count()
+        self.count, self.count_exact = self._count(queryset, field, request, view)
         # A backward page reads the rows before the cursor in reverse, then turns them round.
         backward = bool(cursor and cursor["back"])
         ascending = descending == backward
@@ -105,10 +109,23 @@ class KeysetPagination(BasePagination):
                 self.previous_cursor = _encode(ordering, _key(first, field), first.pk, back=True)
         return page
 
+    def _count(
+        self, queryset: QuerySet, field: str, request: Request, view: Any
+    ) -> tuple[int, bool]:
+        get_limit = getattr(view, "get_count_limit", None)
+        limit = get_limit(request) if get_limit is not None else None
+        if limit is None:
+            return queryset.count(), True
+        # COUNT(*) over the first limit + 1 rows in list order: the plan of a long page, which
+        # stops early, rather than the whole set's (a hash of everything that matches).
+        found = queryset.order_by(field, "pk")[: limit + 1].count()
+        return (found, True) if found <= limit else (limit, False)
+
     def get_paginated_response(self, data: Any) -> Response:
         return Response(
             {
                 "count": self.count,
+                "count_exact": self.count_exact,
                 "next": self._link(self.next_cursor),
                 "previous": self._link(self.previous_cursor),
                 "results": data,
@@ -119,9 +136,17 @@ class KeysetPagination(BasePagination):
         link = {"type": "string", "nullable": True, "format": "uri"}
         return {
             "type": "object",
-            "required": ["count", "results"],
+            "required": ["count", "count_exact", "results"],
             "properties": {
-                "count": {"type": "integer", "description": "rows matching the filters"},
+                "count": {
+                    "type": "integer",
+                    "description": "rows matching the filters; more than this when count_exact "
+                    "is false",
+                },
+                "count_exact": {
+                    "type": "boolean",
+                    "description": "false when the list stopped counting at its limit",
+                },
                 "next": link,
                 "previous": link,
                 "results": schema,

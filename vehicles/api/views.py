@@ -30,7 +30,7 @@ from vehicles.api.serializers import (
     VehicleSerializer,
     VersionReportSerializer,
 )
-from vehicles.filters import VehicleFilter, filter_vehicles
+from vehicles.filters import VehicleFilter, count_limit, filter_vehicles
 from vehicles.models import SavedFilter, VciSnapshot, Vehicle
 from vehicles.reports import version_report
 from vehicles.services import (
@@ -88,6 +88,9 @@ class VehicleListView(generics.ListAPIView):
 
     def get_queryset(self) -> Any:
         return Vehicle.objects.for_list()
+
+    def get_count_limit(self, request: Request) -> int | None:
+        return count_limit(request.query_params)
 
 
 class VehicleDetailView(VehicleThrottled, APIView):
