@@ -42,7 +42,7 @@ API_MODULES = [
 
 # Only vehicles call these (IsVehicle): served on the vehicle listener alone.
 VEHICLE_ONLY_ROUTES = {
-    "vehicles-api:vehicle-vci",
+    "ota-api:vehicle-vci",
     "ecus-api:ecu-version",
     "ota-api:package-download",
     "ota-api:ota-check",

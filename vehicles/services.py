@@ -11,7 +11,6 @@ from django.utils import timezone
 
 from core.api import ConflictError, DomainError
 from core.audit import record_event
-from core.db import retry_on_conflict
 from ecus.models import Ecu, RegistryEcu, RegistryZone, SoftwareChange
 from ecus.versions import InvalidVersion, SemVer
 from vehicles.filters import filter_vehicles
@@ -139,12 +138,10 @@ def register_vehicle_identity(
 
 
 @dataclass(frozen=True)
-class VciResult:
+class StoredVci:
     snapshot: VciSnapshot
-    changed: list[str]
-    outdated: list[dict[str, Any]]
-    refused: str
-    settled_update: Any = None  # ota.OtaUpdate settled by this report, if any
+    changed: list[str]  # ECU ids whose software the report changed
+    running: dict[str, str]  # ECU id -> the software version it reports
 
 
 def _text(data: dict, name: str, where: str, limit: int = 64) -> str:
@@ -208,64 +205,69 @@ def _parse_vci_ecus(vci: dict, known: dict[str, Ecu]) -> list[dict[str, str]]:
     return parsed
 
 
-@retry_on_conflict()
-def record_vci(*, vehicle: Vehicle, vci: Any, source: str = "http") -> VciResult:
-    """Validate and store a VCI, update each ECU's software, settle an update awaiting reboot.
+@dataclass(frozen=True)
+class VciHeader:
+    """The fields of a VCI checked before anything is locked."""
 
-    Errors name the field, e.g. "ecus[3].sw_version"; nothing is stored on error.
-    """
+    reported_at: dt.datetime
+    device_id: str
+    trigger: str
+
+
+def check_vci_header(*, vehicle: Vehicle, vci: Any) -> VciHeader:
+    """Check what a VCI says of itself; errors name the field."""
     if not isinstance(vci, dict):
         raise DomainError("a VCI is a JSON object", field="non_field_errors")
     if vci.get("vin") != vehicle.vin:
         raise DomainError(f"must be this vehicle's VIN {vehicle.vin}", field="vin")
-    reported_at = parse_vci_timestamp(vci.get("timestamp"))
-    device_id = _text(vci, "device_id", "")
-    trigger = _text(vci, "trigger", "", 32)
-    with transaction.atomic():
-        # The lock order of ota.services: the vehicle row, then its updates, then its ECUs.
-        # The ECU rows are written before the update is judged, so the update is locked first.
-        Vehicle.objects.select_for_update().filter(pk=vehicle.pk).values_list("pk").first()
-        from ota.services import lock_open_updates
+    return VciHeader(
+        reported_at=parse_vci_timestamp(vci.get("timestamp")),
+        device_id=_text(vci, "device_id", ""),
+        trigger=_text(vci, "trigger", "", 32),
+    )
 
-        lock_open_updates(vehicle.pk)
-        known = {ecu.ecu_id: ecu for ecu in Ecu.objects.filter(vehicle=vehicle)}
-        entries = _parse_vci_ecus(vci, known)
-        changed = _apply_vci(vehicle, entries, known)
-        snapshot = VciSnapshot.objects.create(
-            vehicle=vehicle,
-            device_id=device_id,
-            trigger=trigger,
-            reported_at=reported_at,
-            ecu_count=len(entries),
-            changed_ecus=[c.ecu.ecu_id for c in changed],
-            payload=vci,
+
+def lock_vehicle_row(vehicle: Vehicle) -> None:
+    """Lock the vehicle's row, the first lock of every write about one vehicle."""
+    Vehicle.objects.select_for_update().filter(pk=vehicle.pk).values_list("pk").first()
+
+
+def store_vci(
+    *, vehicle: Vehicle, vci: dict[str, Any], header: VciHeader, source: str
+) -> StoredVci:
+    """Store a checked VCI: each ECU's software, the snapshot, an audit event if it changed.
+
+    Called by ota.vci.record_vci inside its transaction, with the vehicle row and the vehicle's
+    open updates locked, in that order, before the ECU rows are read here.
+    """
+    known = {ecu.ecu_id: ecu for ecu in Ecu.objects.filter(vehicle=vehicle)}
+    entries = _parse_vci_ecus(vci, known)
+    changed = _apply_vci(vehicle, entries, known)
+    snapshot = VciSnapshot.objects.create(
+        vehicle=vehicle,
+        device_id=header.device_id,
+        trigger=header.trigger,
+        reported_at=header.reported_at,
+        ecu_count=len(entries),
+        changed_ecus=[c.ecu.ecu_id for c in changed],
+        payload=vci,
+    )
+    if changed:
+        record_event(
+            action="vehicle.vci_changed",
+            actor=f"vehicle:{vehicle.vin}",
+            vehicle_vin=vehicle.vin,
+            object_type="vci_snapshot",
+            object_id=snapshot.pk,
+            before={c.ecu.ecu_id: c.from_version for c in changed},
+            after={c.ecu.ecu_id: c.to_version for c in changed},
+            details={"source": source, "trigger": header.trigger},
         )
-        if changed:
-            record_event(
-                action="vehicle.vci_changed",
-                actor=f"vehicle:{vehicle.vin}",
-                vehicle_vin=vehicle.vin,
-                object_type="vci_snapshot",
-                object_id=snapshot.pk,
-                before={c.ecu.ecu_id: c.from_version for c in changed},
-                after={c.ecu.ecu_id: c.to_version for c in changed},
-                details={"source": source, "trigger": trigger},
-            )
-        Vehicle.objects.filter(pk=vehicle.pk).update(last_seen_at=timezone.now())
-        from ota.services import confirm_running_versions
-
-        settled = confirm_running_versions(
-            vehicle=vehicle, running={e["ecu_id"]: e["sw_version"] for e in entries}
-        )
-    from ota.planning import analyse_vehicle
-
-    plan = analyse_vehicle(vehicle.pk)
-    return VciResult(
+    Vehicle.objects.filter(pk=vehicle.pk).update(last_seen_at=timezone.now())
+    return StoredVci(
         snapshot=snapshot,
         changed=[c.ecu.ecu_id for c in changed],
-        outdated=plan.as_dict()["items"],
-        refused=plan.refused,
-        settled_update=settled,
+        running={e["ecu_id"]: e["sw_version"] for e in entries},
     )
 
 

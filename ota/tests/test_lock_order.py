@@ -13,8 +13,9 @@ from ota.choices import UpdateState
 from ota.models import OtaUpdate
 from ota.services import check_for_update, record_status_report
 from ota.tests.conftest import launch_campaign, serve_packages
+from ota.vci import record_vci
 from vehicles.models import VciSnapshot
-from vehicles.services import record_vci, register_vehicle
+from vehicles.services import register_vehicle
 
 NEW = {"ECU_001": "2.0.0", "ECU_017": "2.0.0"}
 ROUNDS = 12

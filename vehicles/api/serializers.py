@@ -90,7 +90,7 @@ class VciSerializer(serializers.Serializer):
 
 
 class VciTimestampSerializer(serializers.Serializer):
-    """The VCI's time, checked in front of `vehicles.services.record_vci`: its parser accepts an
+    """The VCI's time, checked in front of `ota.vci.record_vci`: its parser accepts an
     ISO time whose offset moves it past the calendar's first or last day, which no database
     column holds."""
 

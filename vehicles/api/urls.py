@@ -18,7 +18,6 @@ urlpatterns = [
     path("vehicles", views.VehicleListView.as_view(), name="vehicle-list"),
     path("vehicles/register", views.VehicleRegisterView.as_view(), name="vehicle-register"),
     path("vehicles/<str:vin>", views.VehicleDetailView.as_view(), name="vehicle-detail"),
-    path("vehicles/<str:vin>/vci", views.VciView.as_view(), name="vehicle-vci"),
     path(
         "vehicles/<str:vin>/vci-snapshots",
         views.VciHistoryView.as_view(),

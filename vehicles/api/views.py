@@ -21,10 +21,7 @@ from vehicles.api.serializers import (
     SavedFilterSerializer,
     SavedFilterWriteSerializer,
     SoftwareChangeSerializer,
-    VciResultSerializer,
-    VciSerializer,
     VciSnapshotSerializer,
-    VciTimestampSerializer,
     VehicleBriefSerializer,
     VehicleRegisterSerializer,
     VehicleSerializer,
@@ -36,7 +33,6 @@ from vehicles.reports import version_report
 from vehicles.services import (
     create_saved_filter,
     delete_saved_filter,
-    record_vci,
     register_vehicle_identity,
     update_saved_filter,
 )
@@ -100,29 +96,6 @@ class VehicleDetailView(VehicleThrottled, APIView):
     def get(self, request: Request, vin: str) -> Response:
         vehicle = vehicle_for(request, vin)
         return Response(VehicleSerializer(vehicle).data)
-
-
-class VciView(VehicleThrottled, APIView):
-    """A vehicle submits its configuration (VCI); the answer lists what is outdated."""
-
-    permission_classes = [IsVehicle]
-
-    @extend_schema(request=VciSerializer, responses={201: VciResultSerializer})
-    def post(self, request: Request, vin: str) -> Response:
-        vehicle = vehicle_for(request, vin)
-        VciTimestampSerializer(data=request.data).is_valid(raise_exception=True)
-        result = record_vci(vehicle=vehicle, vci=request.data, source="http")
-        settled = result.settled_update
-        body = {
-            "snapshot_id": result.snapshot.pk,
-            "received_at": result.snapshot.received_at,
-            "changed_ecus": result.changed,
-            "outdated": result.outdated,
-            "refused": result.refused,
-            "settled_update_id": settled.pk if settled else None,
-            "settled_update_state": settled.state if settled else None,
-        }
-        return Response(VciResultSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
 class VciHistoryView(generics.ListAPIView):

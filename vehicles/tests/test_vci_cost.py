@@ -12,8 +12,8 @@ from django.conf import settings
 from core.api import DomainError
 from ecus.models import Ecu
 from ecus.versions import SemVer
+from ota.vci import record_vci
 from simulator.ecus import load_build_sheet
-from vehicles.services import record_vci
 
 pytestmark = pytest.mark.django_db
 
