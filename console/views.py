@@ -20,9 +20,11 @@ from core.roles import Role, has_role, user_roles
 from diagnostics.models import DiagnosticRequest
 from diagnostics.services.remote import send_diagnostic_request
 from ota.campaigns import (
+    TargetPreview,
     cancel_campaign,
     create_campaign,
     pause_campaign,
+    preview_targets,
     resume_campaign,
     retry_failed,
     start_campaign,
@@ -35,6 +37,8 @@ from vehicles.models import SavedFilter, Vehicle
 logger = logging.getLogger(__name__)
 
 View = Callable[..., HttpResponse]
+# Every time the console reads is 24-hour UTC, as every time it shows.
+DATETIME_INPUTS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S")
 
 
 def role_required(role: str) -> Callable[[View], View]:
@@ -137,11 +141,67 @@ class CampaignForm(forms.Form):
         empty_label="none",
         help_text="Vehicles that match it, now or later, join the campaign.",
     )
+    model_names = forms.CharField(
+        label="Models",
+        required=False,
+        help_text="Comma-separated, e.g. Aurora, Borealis; empty means every model.",
+    )
+    model_years = forms.CharField(
+        label="Model years", required=False, help_text="Comma-separated, e.g. 2025, 2026."
+    )
+    zones = forms.CharField(
+        label="Zonal gateways",
+        required=False,
+        help_text="Only ECUs behind these gateways, e.g. ZGW_FRONT; empty means all.",
+    )
+    min_current_version = forms.CharField(
+        label="Running at least", required=False, max_length=64, help_text="e.g. 1.0.0"
+    )
+    max_current_version = forms.CharField(
+        label="Running below", required=False, max_length=64, help_text="e.g. 2.0.0"
+    )
     waves = forms.CharField(
         label="Waves (% of vehicles, cumulative)",
         required=False,
         initial="1, 10, 50, 100",
         help_text="Each wave starts once the previous one succeeded.",
+    )
+    success_threshold = forms.FloatField(
+        label="Success threshold (%)",
+        required=False,
+        min_value=0,
+        max_value=100,
+        initial=95,
+        help_text="The next wave starts only when this share of a wave succeeded.",
+    )
+    failure_threshold = forms.FloatField(
+        label="Failure threshold (%)",
+        required=False,
+        min_value=0,
+        max_value=100,
+        initial=10,
+        help_text="The campaign pauses itself when more of a wave than this fails.",
+    )
+    start_at = forms.DateTimeField(
+        label="Start at (UTC)",
+        required=False,
+        input_formats=[*DATETIME_INPUTS],
+        widget=forms.TextInput(attrs={"placeholder": "2026-12-24 22:00", "inputmode": "numeric"}),
+        help_text="24-hour UTC, YYYY-MM-DD HH:MM; empty starts when you press Start.",
+    )
+    maintenance_window_start = forms.TimeField(
+        label="Maintenance window from (UTC)",
+        required=False,
+        input_formats=["%H:%M"],
+        widget=forms.TextInput(attrs={"placeholder": "22:00", "inputmode": "numeric"}),
+        help_text="24-hour HH:MM; offers go out only inside the window.",
+    )
+    maintenance_window_end = forms.TimeField(
+        label="Maintenance window to (UTC)",
+        required=False,
+        input_formats=["%H:%M"],
+        widget=forms.TextInput(attrs={"placeholder": "04:00", "inputmode": "numeric"}),
+        help_text="May be past midnight, e.g. 22:00 to 04:00.",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -151,6 +211,41 @@ class CampaignForm(forms.Form):
     def clean_vehicles(self) -> list[str]:
         raw = self.cleaned_data["vehicles"].replace(",", "\n")
         return [vin.strip().upper() for vin in raw.splitlines() if vin.strip()]
+
+    def clean_model_names(self) -> list[str]:
+        return _comma_list(self.cleaned_data["model_names"])
+
+    def clean_zones(self) -> list[str]:
+        return [zone.upper() for zone in _comma_list(self.cleaned_data["zones"])]
+
+    def clean_model_years(self) -> list[int]:
+        years = _comma_list(self.cleaned_data["model_years"])
+        if not all(year.isascii() and year.isdigit() and len(year) == 4 for year in years):
+            raise forms.ValidationError("four-digit years separated by commas, such as 2025")
+        return [int(year) for year in years]
+
+    def service_fields(self) -> dict[str, Any]:
+        """The campaign service's keyword arguments for what the form holds."""
+        data = self.cleaned_data
+        fields: dict[str, Any] = {
+            "name": data["name"],
+            "target_vins": data["vehicles"],
+            "target_filter": data["target_filter"],
+            "target_model_names": data["model_names"],
+            "target_model_years": data["model_years"],
+            "target_zones": data["zones"],
+            "min_current_version": data["min_current_version"].strip(),
+            "max_current_version": data["max_current_version"].strip(),
+            "start_at": data["start_at"],
+            "maintenance_window_start": data["maintenance_window_start"],
+            "maintenance_window_end": data["maintenance_window_end"],
+        }
+        for name in ("success_threshold", "failure_threshold"):
+            if data[name] is not None:
+                fields[name] = data[name] / 100
+        if data["waves"]:
+            fields["wave_percentages"] = data["waves"]
+        return fields
 
     def clean_waves(self) -> list[float] | None:
         raw = self.cleaned_data["waves"].replace("%", "")
@@ -169,7 +264,21 @@ _CAMPAIGN_FORM_FIELDS = {
     "target_vins": "vehicles",
     "wave_percentages": "waves",
     "target_filter": "target_filter",
+    "target_model_names": "model_names",
+    "target_model_years": "model_years",
+    "target_zones": "zones",
+    "min_current_version": "min_current_version",
+    "max_current_version": "max_current_version",
+    "success_threshold": "success_threshold",
+    "failure_threshold": "failure_threshold",
+    "start_at": "start_at",
+    "maintenance_window_start": "maintenance_window_start",
+    "maintenance_window_end": "maintenance_window_end",
 }
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 @require_GET
@@ -179,7 +288,10 @@ def campaigns(request: HttpRequest) -> HttpResponse:
 
 
 def _campaign_list_page(
-    request: HttpRequest, form: CampaignForm | None, status: int = 200
+    request: HttpRequest,
+    form: CampaignForm | None,
+    status: int = 200,
+    preview: TargetPreview | None = None,
 ) -> HttpResponse:
     return _page(
         request,
@@ -188,6 +300,7 @@ def _campaign_list_page(
         {
             "campaigns": dashboard.campaign_list(),
             "create_form": form,
+            "preview": preview,
         },
         status=status,
     )
@@ -196,19 +309,16 @@ def _campaign_list_page(
 @require_POST
 @role_required(Role.OPERATOR)
 def campaign_create(request: HttpRequest) -> HttpResponse:
+    """Create a draft campaign, or with `preview` show what it would target and save nothing."""
     form = CampaignForm(request.POST)
     if form.is_valid():
-        data = form.cleaned_data
-        options: dict[str, Any] = {
-            "name": data["name"],
-            "target_vins": data["vehicles"],
-            "target_filter": data["target_filter"],
-        }
-        if data["waves"]:
-            options["wave_percentages"] = data["waves"]
+        firmware_ids = form.cleaned_data["firmware"]
         try:
+            if request.POST.get("preview"):
+                preview = preview_targets(firmware_ids=firmware_ids, **form.service_fields())
+                return _campaign_list_page(request, form, preview=preview)
             campaign = create_campaign(
-                operator=request.user, firmware_ids=data["firmware"], **options
+                operator=request.user, firmware_ids=firmware_ids, **form.service_fields()
             )
         except DomainError as exc:
             form.add_error(_CAMPAIGN_FORM_FIELDS.get(exc.field or ""), exc.message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -153,7 +154,41 @@ def _validate_firmware(firmware_ids: Sequence[int]) -> list[Firmware]:
 
 def eligible_vehicles(campaign: Campaign) -> QuerySet[Vehicle]:
     """Vehicles the targeting selects that have an ECU the campaign's firmware would update."""
-    releases = list(campaign.firmware.prefetch_related("compatibilities"))
+    return _eligible(campaign, list(campaign.firmware.prefetch_related("compatibilities")))
+
+
+@dataclass(frozen=True)
+class TargetPreview:
+    """What a campaign would target if it were created now: how many, and the first by VIN."""
+
+    count: int
+    vins: list[str]
+
+    @property
+    def more(self) -> int:
+        return self.count - len(self.vins)
+
+
+def preview_targets(
+    *, firmware_ids: Sequence[int], sample: int = 20, **fields: Any
+) -> TargetPreview:
+    """The vehicles a campaign with these fields would target, without saving anything."""
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise DomainError("not a campaign field", field=sorted(unknown)[0])
+    fields = _validate_fields(dict(fields))
+    releases = _validate_firmware(firmware_ids)
+    with_hardware = Firmware.objects.filter(pk__in=[r.pk for r in releases])
+    vehicles = _eligible(
+        Campaign(**fields), list(with_hardware.prefetch_related("compatibilities"))
+    )
+    return TargetPreview(
+        count=vehicles.count(),
+        vins=list(vehicles.order_by("vin").values_list("vin", flat=True)[:sample]),
+    )
+
+
+def _eligible(campaign: Campaign, releases: list[Firmware]) -> QuerySet[Vehicle]:
     match = Q(pk__in=[])
     for release in releases:
         hardware = [c.hardware_version for c in release.compatibilities.all()]
