@@ -6,10 +6,7 @@ import os
 from typing import Any
 
 import django
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import ASGIHandler
-from django.core.exceptions import SuspiciousFileOperation
-from django.http import Http404
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "otaproject.settings")
 django.setup(set_prefix=False)
@@ -40,33 +37,6 @@ class ListenerASGIHandler(ASGIHandler):
         return request, error_response
 
 
-class StaticFilesHandler(ASGIStaticFilesHandler):
-    """Django's static files handler, with a path that leaves the static roots a 404.
-
-    Django answers such a path (`/static/..%2f..%2fsecret_key`) with the exception, not a 404.
-    """
-
-    def serve(self, request: Any) -> Any:
-        try:
-            return super().serve(request)
-        except SuspiciousFileOperation:
-            raise Http404("no such static file") from None
-
-
-class ListenerHttpApp:
-    """Static files on the console listener only; everything else through Django."""
-
-    def __init__(self, django_app: ASGIHandler) -> None:
-        self.django_app = django_app
-        self.with_static = StaticFilesHandler(django_app)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("ota_listener") == "vehicle":
-            await self.django_app(scope, receive, send)
-        else:
-            await self.with_static(scope, receive, send)
-
-
 class ConsoleOnlyWebSockets:
     """The dashboard's WebSockets are the console's: the vehicle listener refuses them."""
 
@@ -83,8 +53,9 @@ class ConsoleOnlyWebSockets:
 
 application = ProtocolTypeRouter(
     {
-        # The console's CSS and JS are served by the same listener: one process, no extra server.
-        "http": RequestBodyLimit(ListenerHttpApp(ListenerASGIHandler())),
+        # The console's CSS and JS are served by the same listener, through WhiteNoise
+        # (otaproject.staticfiles): one process, no extra server.
+        "http": RequestBodyLimit(ListenerASGIHandler()),
         "websocket": ConsoleOnlyWebSockets(
             AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),

@@ -183,6 +183,8 @@ MIDDLEWARE = [
     # Request id, vehicle and campaign for every log line below it, and the access log.
     "core.logs.RequestContext",
     "django.middleware.security.SecurityMiddleware",
+    # The console's CSS and JS, compressed and with a year's cache on their hashed names.
+    "otaproject.staticfiles.ConsoleStaticFiles",
     "core.input_guards.RefuseNulCharacters",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -422,11 +424,14 @@ STORAGES = {
             "OTA_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
         ),
     },
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "otaproject.staticfiles.StaticStorage"},
 }
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+# Also serve straight from the apps' static folders, so pages rendered before collectstatic
+# (tests, a fresh clone) have their styles; pages link the collected, hashed copies once they exist.
+WHITENOISE_USE_FINDERS = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -14,6 +14,8 @@ PKI_DIR = _TEST_VAR / "pki"
 SIGNING_KEY_DIR = _TEST_VAR / "signing"
 MEDIA_ROOT = _TEST_VAR / "media"
 PACKAGE_DIR = _TEST_VAR / "packages"
+# Not a developer's collected files, whose manifest would name copies older than the sources.
+STATIC_ROOT = _TEST_VAR / "staticfiles"
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -104,7 +104,6 @@ def console(transactional_db, monkeypatch) -> Iterator[Console]:
     # Playwright's sync API keeps an event loop in this thread; the ORM calls the test makes
     # between page actions are still plain synchronous code.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
     from otaproject.asgi import application
     from pqc import server
@@ -113,7 +112,7 @@ def console(transactional_db, monkeypatch) -> Iterator[Console]:
     pki = FleetPki(Path(settings.PKI_DIR) / "browser")
     pki.init(families=["ecdsa-p256"], hostnames=["localhost", "127.0.0.1"])
     listeners = server.listeners_from_settings(
-        application=ASGIStaticFilesHandler(application),
+        application=application,
         pki=pki,
         host="127.0.0.1",
         vehicle_port=0,
