@@ -676,7 +676,13 @@ def _target_of(update: OtaUpdate, report: StatusReport) -> tuple[str, str]:
 
 
 def _lock_update(vehicle: Vehicle, update_id: int | None) -> OtaUpdate:
-    query = OtaUpdate.objects.select_for_update().filter(vehicle=vehicle)
+    # Locks the record's row only (PostgreSQL refuses FOR UPDATE on the nullable side of an
+    # outer join); its campaign and wave come in the same query, for reading, as before.
+    query = (
+        OtaUpdate.objects.select_for_update(of=("self",))
+        .select_related("campaign", "wave")
+        .filter(vehicle=vehicle)
+    )
     if update_id is not None:
         update = query.filter(pk=update_id).first()
     else:
@@ -688,9 +694,7 @@ def _lock_update(vehicle: Vehicle, update_id: int | None) -> OtaUpdate:
             else "this vehicle has no open update",
             field="update_id",
         )
-    if update.campaign_id:
-        # select_related cannot join nullable relations under FOR UPDATE on PostgreSQL.
-        update.campaign  # noqa: B018
+    update.vehicle = vehicle
     return update
 
 

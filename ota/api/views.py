@@ -115,7 +115,7 @@ class StatusReportView(VehicleThrottled, APIView):
         update = services.record_status_report(
             vehicle=vehicle, report=request.data, source=ReportSource.HTTP
         )
-        update = OtaUpdate.objects.select_related("vehicle", "wave").get(pk=update.pk)
+        # The record the service saved, with its vehicle and wave: no second read of the row.
         return Response(UpdateSerializer(update).data)
 
 
