@@ -255,6 +255,10 @@ def finish_update(
         # The registry follows what the vehicle runs, but only versions this update offered
         # (its targets) or left (its sources): anything else was refused before we got here.
         apply_running_versions(update, _offered_versions(update, running))
+    if state != UpdateState.SUCCEEDED:
+        # The update is over without its versions: its ECUs no longer head for them (a retry
+        # plans again and sets them anew).
+        _clear_targets(update)
     audit_outcome(update, vin, actor=actor, running=running or {})
     settle_vehicles({update.vehicle_id: vin})
     publish_update(update, vin)
@@ -262,6 +266,17 @@ def finish_update(
         from ota.campaigns import publish_campaign_progress
 
         publish_campaign_progress(update.campaign_id)
+
+
+def _clear_targets(update: OtaUpdate) -> None:
+    """Drop the target versions this update set on its vehicle's ECUs, if still its own."""
+    by_version: dict[str, list[str]] = defaultdict(list)
+    for ecu_id, version in update.target_versions().items():
+        by_version[version].append(ecu_id)
+    for version, ecu_ids in by_version.items():
+        Ecu.objects.filter(
+            vehicle_id=update.vehicle_id, ecu_id__in=ecu_ids, target_sw_version=version
+        ).update(target_sw_version="")
 
 
 def _same_version(a: str, b: str) -> bool:
@@ -933,6 +948,8 @@ def _move(
     update.last_report_at = now
     fields = ["vmg_state", "progress_percent", "current_step", "last_sequence", "last_report_at"]
     if target in (UpdateState.SUCCEEDED, UpdateState.FAILED, UpdateState.ROLLED_BACK):
+        # The final report's own step, or none: an earlier "waiting for reboot" is over.
+        update.current_step = report.current_step or ""
         update.save(update_fields=[*fields, "updated_at"])
         finish_update(
             update,
