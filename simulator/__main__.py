@@ -36,12 +36,17 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
 from simulator.ota import FAILURE_MODES, AgentOptions
-from simulator.vehicle import SimulatedVehicle, VehicleConfig
+from simulator.vehicle import SimulatedVehicle, VehicleConfig, start_vehicle
+
+if TYPE_CHECKING:
+    from pqc.catalogue import PqcConfiguration
+    from simulator.reference import ReferenceVehicle
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = ROOT / "config" / "pqc_configs.yaml"
@@ -111,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _plain_vehicle(args: argparse.Namespace) -> SimulatedVehicle:
     parts = urlsplit(args.mqtt_url)
-    return SimulatedVehicle(
+    return start_vehicle(
         VehicleConfig(
             vin=args.vin,
             host=parts.hostname or "127.0.0.1",
@@ -121,7 +126,100 @@ def _plain_vehicle(args: argparse.Namespace) -> SimulatedVehicle:
             telemetry_interval=args.telemetry_interval,
             answer_rule=args.answer_ecus,
         )
-    ).start()
+    )
+
+
+class UsageError(Exception):
+    """A mistake in the command line or the files it names; the message says which."""
+
+
+def _configuration(args: argparse.Namespace) -> PqcConfiguration:
+    """The configuration, checked against the certificate it must present (mutual TLS)."""
+    from cryptography import x509
+
+    from pqc.catalogue import CatalogueError, get_configuration, load_catalogue
+    from pqc.pki import common_name
+    from pqc.tls import certificate_family
+
+    catalogue = load_catalogue(CATALOGUE)
+    try:
+        config = get_configuration(args.config, catalogue)
+    except CatalogueError as exc:
+        raise UsageError(f"--config {args.config}: {exc}") from None
+    cert_path = args.credentials / "vehicle.crt"
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except FileNotFoundError:
+        raise UsageError(
+            f"--credentials {args.credentials}: no vehicle.crt there "
+            "(manage.py pqc_pki issue-vehicle VIN --out DIR writes it)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--credentials: cannot read {cert_path}: {exc}") from None
+    family = certificate_family(cert)
+    if family != config.signature:
+        # The client offers only the configuration's signature algorithm, so it could not
+        # present this certificate: the server would answer "certificate required".
+        fitting = [str(c.id) for c in catalogue if c.signature == family]
+        choose = ", ".join(fitting[:-1]) + f" or {fitting[-1]}" if fitting else "none"
+        raise UsageError(
+            f"--config {config.id} ({config.name}) needs an {config.signature} certificate; "
+            f"{cert_path} is {family}: use --config {choose}"
+        )
+    if common_name(cert) != args.vin:
+        raise UsageError(f"--vin {args.vin}, but {cert_path} is for {common_name(cert)}")
+    return config
+
+
+def _reference_vehicle(args: argparse.Namespace) -> ReferenceVehicle:
+    if not args.credentials:
+        raise UsageError("--credentials is required (or --mqtt-url for MQTT only)")
+    if not args.trust.is_file():
+        raise UsageError(f"--trust {args.trust}: no such file (the server's signing trust.pem)")
+    from pqc.client import ClientCredentials, TlsRefused
+    from simulator.reference import ReferenceVehicle, ServerAddress
+
+    reference = ReferenceVehicle(
+        vin=args.vin,
+        server=ServerAddress(
+            host=args.host,
+            api_port=args.api_port,
+            mqtt_port=args.mqtt_port,
+            server_name=args.server_name,
+        ),
+        config=_configuration(args),
+        credentials=ClientCredentials.from_dir(args.credentials),
+        trust_file=args.trust,
+        build_sheet=args.build_sheet,
+        state_dir=args.state_dir or Path("var") / "simulator" / args.vin,
+        options=AgentOptions(
+            fail=args.fail,
+            fail_times=args.fail_times,
+            activation=args.activation,
+            status_via=args.status_via,
+            cut_download_at=args.cut_download_at,
+        ),
+        model_name=args.model_name,
+        model_year=args.model_year,
+        vmg_id=args.vmg_id,
+        mqtt_protocol=mqtt.MQTTv311 if args.mqtt311 else mqtt.MQTTv5,
+        answer_rule=args.answer_ecus,
+        telemetry_interval=args.telemetry_interval,
+        topic_root=args.topic_root,
+        uptane_roots=args.uptane_roots,
+    )
+    try:
+        return reference.start(register=not args.no_register)
+    except TlsRefused:
+        raise
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        where = f"{args.host}:{args.api_port}"
+        reason = (exc.strerror or str(exc)).lower()
+        raise UsageError(
+            f"cannot reach the vehicle API at {where}: {reason} (is the server running?)"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,47 +231,21 @@ def main(argv: list[str] | None = None) -> None:
         return
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from simulator.https import HttpsError
+
+    try:
+        _run(args)
+    except (UsageError, HttpsError, OSError, ValueError) as exc:
+        # Expected failures (a wrong option, a server that refuses or is not there): one line.
+        sys.exit(f"simulator: {exc}")
+
+
+def _run(args: argparse.Namespace) -> None:
     if args.mqtt_url:
         vehicle = _plain_vehicle(args)
         reference = None
     else:
-        if not args.credentials:
-            sys.exit("--credentials is required (or --mqtt-url for MQTT only)")
-        if not args.trust.is_file():
-            sys.exit(f"--trust {args.trust}: no such file (the server's signing trust.pem)")
-        from pqc.catalogue import get_configuration, load_catalogue
-        from pqc.client import ClientCredentials
-        from simulator.reference import ReferenceVehicle, ServerAddress
-
-        reference = ReferenceVehicle(
-            vin=args.vin,
-            server=ServerAddress(
-                host=args.host,
-                api_port=args.api_port,
-                mqtt_port=args.mqtt_port,
-                server_name=args.server_name,
-            ),
-            config=get_configuration(args.config, load_catalogue(CATALOGUE)),
-            credentials=ClientCredentials.from_dir(args.credentials),
-            trust_file=args.trust,
-            build_sheet=args.build_sheet,
-            state_dir=args.state_dir or Path("var") / "simulator" / args.vin,
-            options=AgentOptions(
-                fail=args.fail,
-                fail_times=args.fail_times,
-                activation=args.activation,
-                status_via=args.status_via,
-                cut_download_at=args.cut_download_at,
-            ),
-            model_name=args.model_name,
-            model_year=args.model_year,
-            vmg_id=args.vmg_id,
-            mqtt_protocol=mqtt.MQTTv311 if args.mqtt311 else mqtt.MQTTv5,
-            answer_rule=args.answer_ecus,
-            telemetry_interval=args.telemetry_interval,
-            topic_root=args.topic_root,
-            uptane_roots=args.uptane_roots,
-        ).start(register=not args.no_register)
+        reference = _reference_vehicle(args)
         vehicle = reference.mqtt
         assert vehicle is not None
     stop = threading.Event()

@@ -25,7 +25,7 @@ from simulator.ecus import load_build_sheet
 from simulator.https import VehicleHttps
 from simulator.ota import AgentOptions, OtaAgent
 from simulator.uptane import primary_verifier
-from simulator.vehicle import SimulatedVehicle, VehicleConfig
+from simulator.vehicle import SimulatedVehicle, VehicleConfig, start_vehicle
 
 logger = logging.getLogger("simulator")
 
@@ -104,23 +104,29 @@ class ReferenceVehicle:
             self.agent.register()
             self.agent.send_vci("power_on")
         self.tunnel.start()
-        self.mqtt = SimulatedVehicle(
-            VehicleConfig(
-                vin=self.vin,
-                port=self.tunnel.port,
-                protocol=self.mqtt_protocol,
-                topic_root=self.topic_root,
-                telemetry_interval=self.telemetry_interval,
-                answer_rule=self.answer_rule,
-            ),
-            ecus=self.agent.ecus,
-            ota=self.agent,
+        config = VehicleConfig(
+            vin=self.vin,
+            port=self.tunnel.port,
+            protocol=self.mqtt_protocol,
+            topic_root=self.topic_root,
+            telemetry_interval=self.telemetry_interval,
+            answer_rule=self.answer_rule,
         )
-        self.agent.mqtt_status = self.mqtt.send_ota_status
-        self.mqtt.start()
-        if not self.mqtt.connected.wait(connect_timeout):
+        try:
+            self.mqtt = start_vehicle(
+                config,
+                connect_timeout=connect_timeout,
+                where=f"through the front at {self.server.host}:{self.server.mqtt_port}",
+                ecus=self.agent.ecus,
+                ota=self.agent,
+            )
+        except ConnectionError as exc:
             self.stop()
-            raise ConnectionError(f"no MQTT session through the front: {self.tunnel.errors}")
+            # The tunnel's last TLS error says more than the MQTT client can see.
+            tls = f" (TLS: {self.tunnel.errors[-1]})" if self.tunnel.errors else ""
+            raise ConnectionError(f"{exc}{tls}") from None
+        self.mqtt_protocol = self.mqtt.config.protocol
+        self.agent.mqtt_status = self.mqtt.send_ota_status
         return self
 
     def stop(self) -> None:

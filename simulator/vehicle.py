@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -61,8 +61,13 @@ class SimulatedVehicle:
         )
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.connected = threading.Event()
+        # Why the first session did not come about (CONNACK refusal, connection closed before
+        # a CONNACK, nobody listening); empty until then.
+        self.refusal = ""
         self._stop = threading.Event()
 
     def topic(self, kind: str) -> str:
@@ -110,6 +115,7 @@ class SimulatedVehicle:
     ) -> None:
         if reason.is_failure:
             logger.error("connect refused: %s", reason)
+            self.refusal = f"the broker refused the connection: {reason}"
             return
         client.subscribe(
             [
@@ -121,6 +127,27 @@ class SimulatedVehicle:
         self.publish("status", {"vin": self.config.vin, "state": "online"}, retain=True)
         self.connected.set()
         logger.info("%s connected", self.config.vin)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        if not self.connected.is_set():
+            self.refusal = self.refusal or "nothing accepts connections there"
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if not self.connected.is_set() and not self._stop.is_set():
+            # An MQTT 3.1.1-only broker (amqtt, the embedded one) drops an MQTT 5 CONNECT so.
+            self.refusal = self.refusal or "the connection was closed before a CONNACK"
+
+    def wait_connected(self, timeout: float) -> str:
+        """Wait for the first session: "" once connected, else why there is none."""
+        deadline = time.monotonic() + timeout
+        while not self.connected.is_set():
+            remaining = deadline - time.monotonic()
+            if self.refusal or remaining <= 0:
+                return self.refusal or f"no CONNACK within {timeout:g} s"
+            self.connected.wait(min(remaining, 0.05))
+        return ""
 
     def publish(
         self, kind: str, document: dict[str, Any], *, retain: bool = False
@@ -291,3 +318,34 @@ def diagnostic_results(
         if response is not None:
             results.append({"ecu_id": ecu_id, "response_hex": response.hex()})
     return results
+
+
+# A broker answers CONNECT at once; amqtt, which speaks MQTT 3.1.1 only, holds an MQTT 5 CONNECT
+# for about 10 s before it drops it, so the first attempt waits this long at most.
+MQTT5_CONNACK_SECONDS = 5.0
+
+
+def start_vehicle(
+    config: VehicleConfig, *, connect_timeout: float = 15.0, where: str = "", **fields: Any
+) -> SimulatedVehicle:
+    """Start a vehicle and wait for its MQTT session.
+
+    A broker that refuses MQTT 5 (a 3.1.1-only one such as the embedded broker) gets a second
+    attempt in MQTT 3.1.1, as a real gateway would make. Raises ConnectionError in one line
+    when there is no session either way.
+    """
+    vehicle = SimulatedVehicle(config, **fields).start()
+    mqtt5 = config.protocol == mqtt.MQTTv5
+    why = vehicle.wait_connected(
+        min(connect_timeout, MQTT5_CONNACK_SECONDS) if mqtt5 else connect_timeout
+    )
+    if why and mqtt5:
+        vehicle.stop(graceful=False)
+        logger.warning("%s: MQTT 5 refused (%s); falling back to MQTT 3.1.1", config.vin, why)
+        vehicle = SimulatedVehicle(replace(config, protocol=mqtt.MQTTv311), **fields).start()
+        why = vehicle.wait_connected(connect_timeout)
+    if why:
+        vehicle.stop(graceful=False)
+        where = where or f"at {config.host}:{config.port}"
+        raise ConnectionError(f"no MQTT session {where}: {why}")
+    return vehicle
