@@ -55,5 +55,7 @@ def test_fleet_engineer_uploads_firmware_with_a_progress_bar(
     # The same release again: the page shows the API's error naming the field.
     page.click("input[type=submit]")
     expect(page.locator("#upload-status")).to_have_text(re.compile(r"^409"), timeout=30_000)
-    assert "version:" in page.locator("#upload-status").inner_text()
+    status = page.locator("#upload-status").inner_text()
+    assert "version:" in status
+    assert status.count("already exists") == 1, status  # said once, not as message and field
     assert Firmware.objects.filter(ecu_type__code="ECM").count() == 1

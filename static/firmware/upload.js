@@ -15,9 +15,11 @@ document.addEventListener("DOMContentLoaded", () => {
   function describeError(xhr) {
     try {
       const body = JSON.parse(xhr.responseText).error;
-      const fields = Object.entries(body.fields || {})
-        .map(([name, msgs]) => `${name}: ${[].concat(msgs).join(" ")}`)
-        .join("\n");
+      const entries = Object.entries(body.fields || {}).map(([name, msgs]) => [name, [].concat(msgs)]);
+      const fields = entries.map(([name, msgs]) => `${name}: ${msgs.join(" ")}`).join("\n");
+      // A conflict names its field with the same sentence as the message: say it once.
+      const repeated = entries.some(([, msgs]) => msgs.includes(body.message));
+      if (repeated) return `${xhr.status} ${fields}`;
       return `${xhr.status} ${body.message}${fields ? "\n" + fields : ""}`;
     } catch (e) {
       return `${xhr.status} ${xhr.statusText}`;
