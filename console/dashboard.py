@@ -31,6 +31,7 @@ from firmware.choices import FirmwareStatus
 from firmware.models import Firmware
 from ota.choices import CampaignStatus, UpdateState
 from ota.models import Campaign, CampaignWave, OtaUpdate
+from ota.update_log import vehicle_update_log
 from pqc.pki import FleetPki
 from vehicles.choices import VehicleStatus
 from vehicles.filters import count_limit, filter_vehicles
@@ -529,12 +530,18 @@ def vehicle_crypto_posture(vehicle: Vehicle) -> CryptoPosture:
     )
 
 
+# Status reports on the vehicle page; the API pages through all of them.
+UPDATE_LOG_LIMIT = 50
+
+
 def vehicle_detail(vehicle: Vehicle) -> dict[str, Any]:
     telemetry = latest_telemetry(vehicle)
     return {
         "vehicle": vehicle,
         "zones": ecus_by_zone(vehicle),
         "updates": vehicle_updates(vehicle),
+        "update_log": list(vehicle_update_log(vehicle)[:UPDATE_LOG_LIMIT]),
+        "update_log_limit": UPDATE_LOG_LIMIT,
         "telemetry": telemetry,
         "posture": vehicle_crypto_posture(vehicle),
         "audit": audit_trail(vehicle_vin=vehicle.vin),
