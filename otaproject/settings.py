@@ -141,10 +141,18 @@ if not SECRET_KEY:
     SECRET_KEY = _development_secret_key()
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+if not ALLOWED_HOSTS:
+    # Django would answer every request 400 (Bad Request) without saying why.
+    raise ImproperlyConfigured("ALLOWED_HOSTS must name at least one host, e.g. localhost")
 CSRF_TRUSTED_ORIGINS = env.list(
     "CSRF_TRUSTED_ORIGINS",
     default=["https://localhost:8444", "https://127.0.0.1:8444"],
 )
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if not re.fullmatch(r"https?://[^/\s]+", _origin):
+        raise ImproperlyConfigured(
+            f"CSRF_TRUSTED_ORIGINS must list origins like https://HOST:PORT; got {_origin!r}"
+        )
 
 INSTALLED_APPS = [
     "daphne",
@@ -232,6 +240,10 @@ if not known:
         "DATABASE_URL must look like postgres://USER@HOST:5432/NAME or sqlite:////PATH; "
         f"got {_DATABASE_URL!r}"
     )
+if not _database.get("NAME"):
+    raise ImproperlyConfigured(
+        f"DATABASE_URL names no database: {_DATABASE_URL!r} (postgres://USER@HOST:5432/NAME)"
+    )
 DATABASES = {"default": _database}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
@@ -277,9 +289,16 @@ else:
 MQTT_URL = (
     env_url("MQTT_URL", default="", schemes=("mqtt", "tcp"), example="mqtt://HOST:1883") or None
 )
-MQTT_EMBEDDED_PORT = env_int("MQTT_EMBEDDED_PORT", default=1884, low=0, high=65535)
+# The embedded broker needs a port of its own: the bridge and the front connect to it by number.
+MQTT_EMBEDDED_PORT = env_int("MQTT_EMBEDDED_PORT", default=1884, low=1, high=65535)
 # Topics live under "<root>/<VIN>/..."; a separate root lets test runs share one broker.
 MQTT_TOPIC_ROOT = env.str("MQTT_TOPIC_ROOT", default="vehicle")
+if not re.fullmatch(r"[^/+#\x00]+(/[^/+#\x00]+)*", MQTT_TOPIC_ROOT):
+    # A wildcard or an empty level would make the bridge's subscriptions match other topics.
+    raise ImproperlyConfigured(
+        "MQTT_TOPIC_ROOT must be topic levels like vehicle or a/b, without +, # or empty "
+        f"levels; got {MQTT_TOPIC_ROOT!r}"
+    )
 MQTT_MAX_PAYLOAD_BYTES = env_int("MQTT_MAX_PAYLOAD_BYTES", default=64 * 1024, low=1)
 # Off: telemetry history commits without waiting for the WAL flush (PostgreSQL only); a server
 # crash may lose the last fraction of a second of telemetry, never OTA or diagnostics data.
@@ -306,8 +325,15 @@ OTA_MQTT_TLS_PORT = env_int("OTA_MQTT_TLS_PORT", default=8883, low=0, high=65535
 # connections between them. Off: a second process on the same port fails to start.
 OTA_REUSE_PORT = env_bool("OTA_REUSE_PORT", default=False)
 OTA_SERVER_HOSTNAMES = env.list("OTA_SERVER_HOSTNAMES", default=["localhost"])
-OTA_PUBLIC_BASE_URL = env.str(
-    "OTA_PUBLIC_BASE_URL", default=f"https://localhost:{OTA_VEHICLE_PORT}"
+# Vehicles download from here (update checks and package URLs name it).
+OTA_PUBLIC_BASE_URL = (
+    env_url(
+        "OTA_PUBLIC_BASE_URL",
+        default="",
+        schemes=("https", "http"),
+        example="https://HOST:8443",
+    )
+    or f"https://localhost:{OTA_VEHICLE_PORT}"
 )
 # The HTTP edge of the vehicle and console listeners, applied while bytes arrive.
 # Request bodies: vehicles and clients presenting credentials, anonymous clients (firmware

@@ -36,6 +36,21 @@ BAD_VALUES = [
     ("LOG_LEVEL", "loud", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     ("DEBUG", "maybe", "DEBUG must be one of 1/0"),
     ("SECRET_KEY_FILE", "/nonexistent/secret", "SECRET_KEY_FILE='/nonexistent/secret' cannot"),
+    ("DATABASE_URL", "postgres://", "DATABASE_URL names no database: 'postgres://'"),
+    ("DATABASE_URL", "postgres://u@h:5432/", "DATABASE_URL names no database"),
+    ("MQTT_EMBEDDED_PORT", "0", "MQTT_EMBEDDED_PORT must be at least 1; got 0"),
+    ("OTA_PUBLIC_BASE_URL", "notaurl", "OTA_PUBLIC_BASE_URL must look like https://HOST:8443"),
+    ("OTA_PUBLIC_BASE_URL", "ftp://h/", "OTA_PUBLIC_BASE_URL must look like https://HOST:8443"),
+    ("MQTT_TOPIC_ROOT", "fleet/#", "MQTT_TOPIC_ROOT must be topic levels like vehicle or a/b"),
+    ("MQTT_TOPIC_ROOT", "fleet/+", "MQTT_TOPIC_ROOT must be topic levels like vehicle or a/b"),
+    ("MQTT_TOPIC_ROOT", "/vehicle", "MQTT_TOPIC_ROOT must be topic levels like vehicle or a/b"),
+    ("MQTT_TOPIC_ROOT", "", "MQTT_TOPIC_ROOT must be topic levels like vehicle or a/b"),
+    (
+        "CSRF_TRUSTED_ORIGINS",
+        "https://ok:8444,localhost:8444",
+        "CSRF_TRUSTED_ORIGINS must list origins like https://HOST:PORT; got 'localhost:8444'",
+    ),
+    ("ALLOWED_HOSTS", "", "ALLOWED_HOSTS must name at least one host"),
 ]
 
 
