@@ -41,7 +41,10 @@
     if (empty) empty.remove();
     var item = document.createElement("li");
     var time = document.createElement("time");
-    time.textContent = new Date().toLocaleTimeString();
+    // 24-hour UTC, as every time the server renders (not the browser's locale, e.g. 1:05 PM).
+    var now = new Date().toISOString();
+    time.dateTime = now;
+    time.textContent = now.slice(11, 19);
     item.appendChild(time);
     item.appendChild(document.createTextNode(describe(event)));
     feed.insertBefore(item, feed.firstChild);

@@ -106,6 +106,9 @@ def test_operator_uploads_firmware_runs_a_campaign_and_watches_it_live(
     assert page.locator("[data-kpi=failed]").inner_text() == "1"
     assert page.evaluate("window.pageIdentity") == "no reload since start"
     assert page.locator("#live-feed li").count() >= 2
+    # Every time on the console is 24-hour UTC, the feed's too (not the browser's "1:05:09 PM").
+    for shown in page.locator("#live-feed li time").all_inner_texts():
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", shown), shown
     screenshot(page, "04-campaign-live")
 
     page.goto("/campaigns/")
