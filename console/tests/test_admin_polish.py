@@ -68,3 +68,20 @@ def test_vehicle_filter_names_vehicles_that_never_connected(admin_user, vehicle)
 def test_admin_pages_have_the_console_favicon(admin_user) -> None:
     body = logged_in(admin_user).get("/admin/").content.decode()
     assert re.search(r'<link rel="icon" href="[^"]*favicon[^"]*\.svg"', body)
+
+
+@pytest.mark.django_db
+def test_audit_list_shortens_digest_ids_and_has_room_for_its_columns(admin_user) -> None:
+    from core.audit import record_event
+
+    digest = "ab" * 32
+    record_event(action="ecu_registry.imported", object_type="ecu_registry", object_id=digest)
+    body = logged_in(admin_user).get("/admin/core/auditevent/").content.decode()
+    assert f'title="{digest}">{digest[:16]}…<' in body
+    assert 'id="nav-sidebar"' not in body
+
+
+@pytest.mark.django_db
+def test_admin_login_page_has_a_level_one_heading(client) -> None:
+    body = client.get("/admin/login/").content.decode()
+    assert re.search(r"<h1[^>]*>", body)

@@ -112,6 +112,12 @@ def test_every_page_has_no_axe_violations_and_no_sideways_scroll(console, browse
         f"/admin/firmware/firmware/{Firmware.objects.get().pk}/change/",
         "/admin/firmware/firmware/upload/",
         "/admin/ecus/ecutype/",
+        "/admin/ecus/ecu/",
+        f"/admin/vehicles/vehicle/{campaign.updates.first().vehicle_id}/change/",
+        "/admin/ota/otaupdate/",
+        "/admin/core/auditevent/",
+        "/admin/diagnostics/telemetrylatest/",
+        "/admin/auth/user/",
     ]
     found: dict[str, list[str]] = {}
     for width in WIDTHS:
@@ -126,9 +132,12 @@ def test_every_page_has_no_axe_violations_and_no_sideways_scroll(console, browse
             if problems:
                 found[f"{path} at {width} px"] = problems
     page.context.clear_cookies()
-    page.goto("/accounts/login/")
-    if problems := _violations(page, axe):
-        found["/accounts/login/"] = problems
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        for path in ("/accounts/login/", "/admin/login/"):
+            page.goto(path)
+            if problems := _violations(page, axe) + _sideways_overflow(page):
+                found[f"{path} at {width} px"] = problems
     assert not found, "\n".join(
         f"{where}: {what}" for where, all_ in found.items() for what in all_
     )
