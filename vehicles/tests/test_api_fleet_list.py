@@ -186,7 +186,8 @@ def test_queries_per_page_do_not_grow_with_the_fleet(
     viewer_client, fleet, django_assert_max_num_queries
 ) -> None:
     query = "/api/v1/vehicles?ecu=ECM&version=<3.0.0&campaign=1&certificate_expires_within_days=9"
-    with django_assert_max_num_queries(6) as few:
+    # 7 on PostgreSQL: the capped count of an ECU filter turns parallel workers off first.
+    with django_assert_max_num_queries(7) as few:
         viewer_client.get(query)
     for n in range(6):
         register_vehicle(vin=f"1HGCM8263{n:08d}", model_name="Aurora", model_year=2026)
