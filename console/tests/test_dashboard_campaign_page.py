@@ -48,3 +48,25 @@ def test_retry_failed_is_offered_only_when_a_vehicle_failed(
     make_update(campaign, other_vehicle, state="rolled_back")
     body = client.get(f"/campaigns/{campaign.pk}/").content.decode()
     assert 'data-action="retry"' in body
+
+
+@pytest.mark.django_db
+def test_the_campaign_page_shows_its_thresholds_schedule_window_and_targeting(viewer) -> None:
+    import datetime
+
+    campaign = make_campaign(
+        status="draft",
+        success_threshold=0.9,
+        failure_threshold=0.05,
+        start_at=datetime.datetime(2031, 12, 24, 22, 0, tzinfo=datetime.UTC),
+        maintenance_window_start=datetime.time(22, 0),
+        maintenance_window_end=datetime.time(4, 30),
+        target_model_names=["Aurora"],
+        max_current_version="2.0.0",
+    )
+    body = logged_in(viewer).get(f"/campaigns/{campaign.pk}/").content.decode()
+    settings = body.split('data-testid="campaign-settings"', 1)[1].split("</dl>", 1)[0]
+    assert "90 %" in settings and "5 %" in settings
+    assert "2031-12-24 22:00 UTC" in settings
+    assert "22:00–04:30 UTC" in settings
+    assert "Aurora" in settings and "below 2.0.0" in settings
