@@ -78,3 +78,51 @@ def test_a_missing_server_certificate_says_how_to_make_one(prepared, tmp_path) -
     assert _last_line(done) == (
         "CommandError: server certificate for ecdsa-p256 is missing; run `manage.py pqc_pki init`"
     )
+
+
+def test_an_embedded_broker_port_in_use_is_one_line_before_anything_is_announced(
+    prepared,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _runota(
+            prepared,
+            MQTT_URL="",
+            MQTT_EMBEDDED_PORT=str(port),
+            RUNOTA_BACKGROUND_SERVICES="core.mqtt.broker.start",
+        )
+    assert _last_line(done) == (
+        f"CommandError: cannot listen on 127.0.0.1:{port} (MQTT_EMBEDDED_PORT): address already "
+        "in use (another server running? choose another port)"
+    )
+    assert "started" not in done.stdout
+
+
+def test_a_background_service_that_cannot_be_imported_stops_before_announcing(prepared) -> None:
+    done = _runota(prepared, RUNOTA_BACKGROUND_SERVICES="no_such_module.start")
+    assert _last_line(done) == (
+        "CommandError: RUNOTA_BACKGROUND_SERVICES: cannot import no_such_module.start: "
+        "No module named 'no_such_module'"
+    )
+
+
+def test_a_database_that_refuses_connections_is_one_line_without_retry_warnings(prepared) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    done = _runota(prepared, DATABASE_URL=f"postgres://postgres@127.0.0.1:{port}/ota")
+    assert _last_line(done) == (
+        f"CommandError: database ota at 127.0.0.1:{port} is unreachable: "
+        "couldn't get a connection after 3.00 sec (check DATABASE_URL)"
+    )
+    assert "WARNING" not in done.stderr
+
+
+def test_an_address_that_is_not_this_hosts_is_one_line_naming_the_setting(prepared) -> None:
+    done = _runota(prepared, OTA_BIND_HOST="192.0.2.1")
+    assert _last_line(done) == (
+        "CommandError: cannot listen on 192.0.2.1:0: cannot assign requested address "
+        "(check OTA_BIND_HOST or --host)"
+    )

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -29,6 +32,10 @@ def _id_list(text: str) -> list[int]:
 
 def _check_database() -> None:
     """Fail in seconds with one line, rather than serve while every request waits for the pool."""
+    # The pool logs a warning for each retry within its timeout; the one line below says it all.
+    pool_log = logging.getLogger("psycopg.pool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)
     try:
         connection.ensure_connection()
     except OperationalError as exc:
@@ -41,8 +48,22 @@ def _check_database() -> None:
         )
         raise CommandError(f"database {where} is unreachable: {reason} (check DATABASE_URL)")
     finally:
+        pool_log.setLevel(level)
         # The listeners' threads open their own connections.
         connection.close()
+
+
+def _check_port_free(port: int, setting: str) -> None:
+    """A loopback port a background service will listen on, checked before anything is announced."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise CommandError(
+                f"cannot listen on 127.0.0.1:{port} ({setting}): {reason} "
+                "(another server running? choose another port)"
+            ) from None
 
 
 def _check_default_configuration(policy: Any) -> None:
@@ -105,6 +126,11 @@ class Command(BaseCommand):
 
         _check_database()
         roles = _role_list(options["role"])
+        services = self._import_background_services(roles)
+        if "core.mqtt.broker.start" in services and not settings.MQTT_URL:
+            _check_port_free(settings.MQTT_EMBEDDED_PORT, "MQTT_EMBEDDED_PORT")
+        if settings.OTA_METRICS_PORT:
+            _check_port_free(settings.OTA_METRICS_PORT, "OTA_METRICS_PORT")
         listeners_wanted = [TLS_ROLES[role] for role in roles if role in TLS_ROLES]
         pki = FleetPki.from_settings()
         if listeners_wanted and not pki.server_families():
@@ -121,7 +147,9 @@ class Command(BaseCommand):
                 accept=options["configs"],
                 allow_classical=options["allow_classical"],
                 action_logger=AccessLogGenerator(sys.stdout) if options["verbosity"] > 1 else None,
-                on_vehicle_handshake=pqc.server.recording_sessions(record_tls_session_from_listener),
+                on_vehicle_handshake=pqc.server.recording_sessions(
+                    record_tls_session_from_listener
+                ),
                 mqtt_certificate_binding=certificate_speaks_for,
             )
             _check_default_configuration(listeners.vehicle.policy)
@@ -135,10 +163,15 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot listen: {exc}") from None
         except CannotListenError as exc:
-            reason = exc.socketError.strerror if exc.socketError else "refused"
+            error = exc.socketError
+            reason = getattr(error, "strerror", None) or str(error or "refused")
+            hint = (
+                "another server running? choose another port"
+                if getattr(error, "errno", None) == errno.EADDRINUSE
+                else "check OTA_BIND_HOST or --host"
+            )
             raise CommandError(
-                f"cannot listen on {exc.interface}:{exc.port}: {reason.lower()} "
-                "(another server running? choose another port)"
+                f"cannot listen on {exc.interface}:{exc.port}: {reason.lower()} ({hint})"
             ) from None
         self._announce(listeners, ports)
         stop = threading.Event()
@@ -151,7 +184,7 @@ class Command(BaseCommand):
             given_up.append(name)
             reactor.callFromThread(reactor.stop)
 
-        self._start_background_services(stop, give_up, roles)
+        self._start_background_services(stop, give_up, services)
         if settings.OTA_METRICS_PORT:
             import otaproject.metrics  # noqa: F401 (registers the fleet figures)
             from core import metrics
@@ -197,16 +230,27 @@ class Command(BaseCommand):
             )
         self.stdout.write(f"groups offered: {':'.join(policy.groups)}")
 
-    def _start_background_services(
-        self, stop: threading.Event, give_up: Callable[[str], None], roles: list[str]
-    ) -> None:
+    def _import_background_services(self, roles: list[str]) -> dict[str, Callable[..., Any]]:
+        """This process's services, imported before anything is announced."""
+        services = {}
         for dotted in settings.RUNOTA_BACKGROUND_SERVICES:
             if role_of_service(dotted) not in roles:
                 continue
             try:
-                start = import_string(dotted)
+                services[dotted] = import_string(dotted)
             except ImportError as exc:
-                raise CommandError(f"RUNOTA_BACKGROUND_SERVICES: cannot import {dotted}: {exc}")
+                raise CommandError(
+                    f"RUNOTA_BACKGROUND_SERVICES: cannot import {dotted}: {exc}"
+                ) from None
+        return services
+
+    def _start_background_services(
+        self,
+        stop: threading.Event,
+        give_up: Callable[[str], None],
+        services: dict[str, Callable[..., Any]],
+    ) -> None:
+        for dotted, start in services.items():
             thread = threading.Thread(
                 target=health.supervise,
                 args=(dotted, start, stop),
