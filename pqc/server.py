@@ -695,6 +695,7 @@ class OtaListeners:
                 *self.mqtt_upstream, certificate_binding=self.mqtt_certificate_binding
             )
             self._bind(MQTT, self.mqtt.port, mqtt_ctx, front, mutual=True)
+            self.factories[MQTT].renew_bios = True
         return dict(self.ports)
 
     def _serves_mqtt(self) -> bool:

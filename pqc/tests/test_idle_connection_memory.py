@@ -107,3 +107,32 @@ def test_short_lived_listeners_keep_their_bios(fleet: FleetMaterial) -> None:
     assert client.wrappedProtocol.received == b"hello"
     assert (tls._into_ssl, tls._from_ssl) == first
     assert not server._bios_renewed
+
+
+@pytest.mark.slow
+def test_mqtt_front_listener_renews_the_bios_of_its_connections(fleet: FleetMaterial, db) -> None:
+    import time
+
+    from pqc.client import open_connection
+    from pqc.tests.conftest import start_listeners
+
+    # No broker is needed: the BIOs are renewed once the handshake is over, before any CONNECT.
+    running = start_listeners(fleet, hook=None, mqtt_upstream=("127.0.0.1", 9))
+    try:
+        factory = running.listeners.factories["mqtt"]
+        connection = open_connection(
+            "127.0.0.1", running.ports["mqtt"], config=get_configuration(13),
+            credentials=fleet.credentials[(VIN_A, "ml-dsa-65")], server_hostname="localhost",
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not factory.protocols and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (server,) = list(factory.protocols)
+        while not server._bios_renewed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server._bios_renewed
+        connection.close()
+    finally:
+        from pqc.server import stop_in_thread
+
+        stop_in_thread(running.listeners)
