@@ -85,3 +85,9 @@ def test_audit_list_shortens_digest_ids_and_has_room_for_its_columns(admin_user)
 def test_admin_login_page_has_a_level_one_heading(client) -> None:
     body = client.get("/admin/login/").content.decode()
     assert re.search(r"<h1[^>]*>", body)
+
+
+@pytest.mark.django_db
+def test_api_docs_page_has_the_console_favicon(viewer) -> None:
+    body = logged_in(viewer).get("/api/docs/").content.decode()
+    assert re.search(r'<link rel="icon" href="[^"]*favicon[^"]*\.svg"', body)
