@@ -284,8 +284,8 @@ def measure_bridge(
     from django.db import connection
 
     from core.mqtt import topics
-    from telematics.bridge import BridgeOptions, MqttBridge
     from diagnostics.models import TelemetrySample
+    from telematics.bridge import BridgeOptions, MqttBridge
 
     settings.MQTT_URL = broker.url
     root = topics.topic_root()

@@ -15,9 +15,9 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from telematics.consumers import CHANNEL_ROUTES  # noqa: E402
 from core.request_limits import RequestBodyLimit  # noqa: E402
 from otaproject.routing import websocket_urlpatterns  # noqa: E402
+from telematics.consumers import CHANNEL_ROUTES  # noqa: E402
 
 # Keyed by the listener names pqc.server writes into scope["ota_listener"].
 LISTENER_URLCONFS = {

@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from core.logs import JsonFormatter, log_context
-from telematics.ingest import handle_message
 from diagnostics.tests.factories import encode, telemetry
+from telematics.ingest import handle_message
 
 pytestmark = pytest.mark.django_db
 

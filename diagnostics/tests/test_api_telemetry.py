@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from telematics.ingest import handle_message
 from diagnostics.services import record_telemetry
 from diagnostics.tests.factories import telemetry
+from telematics.ingest import handle_message
 
 pytestmark = pytest.mark.django_db
 

@@ -10,11 +10,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.models import AuditEvent
-from telematics.ingest import handle_message
 from ota.campaigns import create_campaign
 from ota.engine import run_tick
 from ota.models import Campaign, OtaUpdate
 from ota.tests.conftest import launch_campaign
+from telematics.ingest import handle_message
 
 CAMPAIGNS = "/api/v1/campaigns"
 

@@ -13,12 +13,12 @@ from django.db.models import F
 
 from conftest import vehicle_api_client
 from core.models import AuditEvent
-from telematics.ingest import handle_message
 from core.mqtt.schemas import schema_errors
 from firmware.models import ZonePackage
 from ota.choices import UpdateState
 from ota.models import OtaUpdate, UpdateReport
 from ota.tests.conftest import launch_campaign, make_release
+from telematics.ingest import handle_message
 
 STATUS = "/api/v1/ota/status"
 

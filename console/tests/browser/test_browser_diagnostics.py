@@ -23,8 +23,8 @@ def _wait_for_publish(recorder, suffix: str, *, seconds: float = 10.0):
 
 
 def test_operator_sends_a_uds_request_and_watches_answers_arrive(console, browser_page) -> None:
-    from telematics.ingest import handle_message
     from core.mqtt.testing import recording_publisher
+    from telematics.ingest import handle_message
 
     vin = VINS[0]
     build_fleet()
