@@ -126,3 +126,29 @@ def test_an_address_that_is_not_this_hosts_is_one_line_naming_the_setting(prepar
         "CommandError: cannot listen on 192.0.2.1:0: cannot assign requested address "
         "(check OTA_BIND_HOST or --host)"
     )
+
+
+def test_sigterm_ends_runota_even_when_work_in_progress_never_returns(prepared) -> None:
+    import signal
+    import time
+
+    from pqc.tests.test_runota_command import _read_until
+
+    proc = subprocess.Popen(
+        [sys.executable, MANAGE, "runota", "--vehicle-port", "0", "--console-port", "0"],
+        env={**_env(prepared), "RUNOTA_BACKGROUND_SERVICES": "pqc.tests.stuck_service.start"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _read_until(proc, "started pqc.tests.stuck_service.start", time.monotonic() + 60)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert proc.returncode == 1
+    assert stderr.decode().strip().splitlines()[-1] == (
+        "runota: work in progress did not finish within 10 s of the stop "
+        "(database or broker not answering?); exiting anyway"
+    )

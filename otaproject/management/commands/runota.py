@@ -3,9 +3,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +53,31 @@ def _check_database() -> None:
         pool_log.setLevel(level)
         # The listeners' threads open their own connections.
         connection.close()
+
+
+# After a stop (SIGTERM, SIGINT, a service given up) work in progress gets this long to finish.
+SHUTDOWN_GRACE_SECONDS = 10
+
+
+def _exit_if_stuck() -> None:
+    """Make sure the process ends after a stop, however its threads are doing.
+
+    A database or broker that stops answering leaves calls waiting with no timeout, and Python
+    joins thread-pool threads at exit: without this the process would never end. A daemon
+    thread outlives that join, and ends the process in one line when the grace is over.
+    """
+
+    def watch() -> None:
+        time.sleep(SHUTDOWN_GRACE_SECONDS)
+        sys.stdout.flush()
+        sys.stderr.write(
+            f"runota: work in progress did not finish within {SHUTDOWN_GRACE_SECONDS} s of the "
+            "stop (database or broker not answering?); exiting anyway\n"
+        )
+        sys.stderr.flush()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="runota-shutdown-watchdog", daemon=True).start()
 
 
 def _check_port_free(port: int, setting: str) -> None:
@@ -197,6 +224,7 @@ class Command(BaseCommand):
                 f"metrics        http://127.0.0.1:{settings.OTA_METRICS_PORT}/metrics"
             )
         reactor.addSystemEventTrigger("before", "shutdown", stop.set)
+        reactor.addSystemEventTrigger("before", "shutdown", _exit_if_stuck)
         asyncio.set_event_loop(reactor._asyncioEventloop)
         reactor.run(installSignalHandlers=True)
         if given_up:
