@@ -76,6 +76,31 @@ def test_sign_csr_prints_the_chain(pki_dir, tmp_path) -> None:
     assert chain[0].public_key() == key.public_key()
 
 
+def test_sign_csr_that_cannot_write_its_out_file_issues_nothing(pki_dir, tmp_path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    run("init", "--family", "ml-dsa-44")
+    key = generate_key("ml-dsa-44")
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, VIN_A)]))
+        .sign(key, None)
+    )
+    path = tmp_path / "vehicle.csr"
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "taken").write_text("not a directory")
+    out = tmp_path / "taken" / "vehicle.crt"
+    events = CertificateEvent.objects.count()
+
+    with pytest.raises(CommandError) as refused:
+        run("sign-csr", str(path), "--out", str(out))
+
+    assert str(refused.value) == (f"out: cannot write {out}: Not a directory; nothing was issued")
+    assert _vehicle_certificates(pki_dir) == []
+    assert CertificateEvent.objects.count() == events
+
+
 def test_revoke_then_list_shows_the_certificate_revoked(pki_dir, tmp_path) -> None:
     run("init", "--family", "ecdsa-p256")
     run("issue-vehicle", VIN_A, "--out", str(tmp_path / "v"))

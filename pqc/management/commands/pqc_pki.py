@@ -135,15 +135,31 @@ class Command(BaseCommand):
         self.stdout.write(f"issued {count} vehicle certificates in {elapsed:.1f} s: {manifest}")
 
     def _sign_csr(self, pki: FleetPki, options: dict[str, Any]) -> None:
-        issued = services.sign_vehicle_csr(pki=pki, csr_pem=options["csr"].read(), **_actor())
-        chain = cert_to_pem(issued.cert, *issued.chain)
-        if options["out"]:
-            options["out"].write_bytes(chain)
-            self.stdout.write(
-                f"signed {issued.family} certificate {issued.serial}: {options['out']}"
-            )
-        else:
-            self.stdout.write(chain.decode(), ending="")
+        out: Path | None = options["out"]
+        if out is None:
+            issued = services.sign_vehicle_csr(pki=pki, csr_pem=options["csr"].read(), **_actor())
+            self.stdout.write(cert_to_pem(issued.cert, *issued.chain).decode(), ending="")
+            return
+        # Opened before signing: a chain that cannot be delivered must not count as issued.
+        created = not out.exists()
+        try:
+            target = out.open("xb" if created else "r+b")
+        except OSError as exc:
+            raise PkiError(
+                f"out: cannot write {out}: {exc.strerror or exc}; nothing was issued"
+            ) from None
+        try:
+            with target:
+                issued = services.sign_vehicle_csr(
+                    pki=pki, csr_pem=options["csr"].read(), **_actor()
+                )
+                target.truncate(0)
+                target.write(cert_to_pem(issued.cert, *issued.chain))
+        except BaseException:
+            if created:
+                out.unlink(missing_ok=True)
+            raise
+        self.stdout.write(f"signed {issued.family} certificate {issued.serial}: {out}")
 
     def _revoke(self, pki: FleetPki, options: dict[str, Any]) -> None:
         revoked = services.revoke_certificate(
