@@ -18,7 +18,6 @@ from typing import Any
 from django.conf import settings
 from django.db import connection as db_connection
 from twisted.internet import protocol, threads
-from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
@@ -482,12 +481,18 @@ class _UpstreamProtocol(protocol.Protocol):
         self.front.transport.loseConnection()
 
 
-class _UpstreamFactory(protocol.Factory):
+class _UpstreamFactory(protocol.ClientFactory):
+    # One factory per vehicle connection: no "Starting factory" log line for each.
+    noisy = False
+
     def __init__(self, front: MqttFrontProtocol) -> None:
         self.front = front
 
     def buildProtocol(self, addr: Any) -> _UpstreamProtocol:  # noqa: N802
         return _UpstreamProtocol(self.front)
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:  # noqa: N802
+        self.front._upstream_failed(reason)
 
 
 class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
@@ -588,10 +593,12 @@ class MqttFrontProtocol(protocol.Protocol, TimeoutMixin):
                 self.guard.refusal(CONNECT),
             )
             return
-        endpoint = TCP4ClientEndpoint(
-            self.factory.reactor, self.factory.upstream_host, self.factory.upstream_port, timeout=10
-        )
-        endpoint.connect(_UpstreamFactory(self)).addErrback(self._upstream_failed)
+        # connectTCP rather than an endpoint: an endpoint keeps a wrapping factory, a wrapping
+        # protocol and a Deferred beside each broker connection for as long as it lasts.
+        self.factory.reactor.connectTCP(
+            self.factory.upstream_host, self.factory.upstream_port, _UpstreamFactory(self),
+            timeout=10,
+        )  # fmt: skip
 
     def _binding_failed(self, failure: Failure) -> None:
         logger.error("MQTT front could not check the certificate binding of %s: %s", self.vin,

@@ -136,3 +136,32 @@ def test_mqtt_front_listener_renews_the_bios_of_its_connections(fleet: FleetMate
         from pqc.server import stop_in_thread
 
         stop_in_thread(running.listeners)
+
+
+@pytest.mark.slow
+def test_mqtt_front_closes_the_vehicle_connection_when_the_broker_is_unreachable(
+    fleet: FleetMaterial, db
+) -> None:
+    import socket
+
+    from pqc.client import open_connection
+    from pqc.mqtt_front import CONNECT
+    from pqc.server import stop_in_thread
+    from pqc.tests.conftest import start_listeners
+    from pqc.tests.test_mqtt_front import connect_body, mqtt_packet
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    running = start_listeners(fleet, hook=None, mqtt_upstream=("127.0.0.1", closed_port))
+    try:
+        connection = open_connection(
+            "127.0.0.1", running.ports["mqtt"], config=get_configuration(1),
+            credentials=fleet.credentials[(VIN_A, "ecdsa-p256")], server_hostname="localhost",
+        )  # fmt: skip
+        connection.sendall(mqtt_packet(CONNECT, connect_body(VIN_A)))
+        # No CONNACK: the front gives up on the broker and closes the vehicle's connection.
+        assert connection.recv(1024) == b""
+        connection.close()
+    finally:
+        stop_in_thread(running.listeners)
