@@ -183,8 +183,6 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         result["rss_mib"] = _rss(pid) / 2**20
         if args.profile:
             os.kill(pid, signal.SIGUSR2)  # profile-2.txt: the connect phase, memory connected
-        if args.connect_only:
-            return result
 
         rows, moment = _telemetry_rows(args.database_url), time.monotonic()
         time.sleep(args.telemetry_window)
@@ -192,6 +190,8 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
             time.monotonic() - moment
         )
         result["telemetry_offered_per_s"] = size / 60
+        if args.connect_only:
+            return result
 
         console = server.console()
         firmware = console.upload("ECM", "2.0.0", random.randbytes(1024), "2.0,2.1")
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trace-memory", action="store_true",
                         help="with --profile: tracemalloc in the server (slower, more memory)")  # fmt: skip
     parser.add_argument("--connect-only", action="store_true",
-                        help="stop after connecting and measuring memory")  # fmt: skip
+                        help="stop before the campaign (memory and telemetry only)")  # fmt: skip
     args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # Children inherit the raised limit: the server holds one descriptor per vehicle and more.
