@@ -184,6 +184,9 @@ class SavedFilterVehiclesView(VehicleListView):
         check_parameters(self.request, self)
         return filter_vehicles(saved.query, Vehicle.objects.for_list())
 
+    def get_count_limit(self, request: Request) -> int | None:
+        return count_limit(get_object_or_404(SavedFilter, pk=self.kwargs["pk"]).query)
+
 
 class VersionReportView(APIView):
     """How many ECUs of one type run each version, per model, in the fleet or a filtered part."""

@@ -52,3 +52,16 @@ def test_filters_on_the_vehicle_count_exactly(viewer_client, four_vehicles) -> N
     assert (body["count"], body["count_exact"]) == (4, True)
     body = _page(viewer_client, "model_name=Aurora&limit=1")
     assert (body["count"], body["count_exact"]) == (4, True)
+
+
+@pytest.mark.django_db
+def test_a_saved_filter_on_ecus_counts_up_to_the_limit(
+    viewer_client, fleet_operator, four_vehicles
+) -> None:
+    from vehicles.services import create_saved_filter
+
+    saved = create_saved_filter(name="ECM", query={"ecu": "ECM"}, actor=fleet_operator)
+    response = viewer_client.get(f"/api/v1/saved-filters/{saved.pk}/vehicles?limit=1")
+    assert response.status_code == 200, response.content[:300]
+    body = response.json()
+    assert (body["count"], body["count_exact"]) == (2, False)
