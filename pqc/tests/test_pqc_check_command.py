@@ -132,3 +132,17 @@ def test_an_endpoint_that_cannot_be_reached_is_one_line(tmp_path) -> None:
         f"CommandError: cannot connect to 127.0.0.1:{port}: connection refused"
     )
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["127.0.0.1", "70000"], "port: 1 to 65535; got 70000"),
+        (["127.0.0.1", "0"], "port: 1 to 65535; got 0"),
+        (["127.0.0.1", "8443", "--settle-ms", "-5"], "--settle-ms: 0 to 10000; got -5"),
+    ],
+)
+def test_numbers_out_of_range_are_one_line(args, message) -> None:
+    with pytest.raises(CommandError) as refused:
+        call_command("pqc_check", *args, "--insecure")
+    assert str(refused.value) == message

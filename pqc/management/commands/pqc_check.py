@@ -31,6 +31,10 @@ class Command(BaseCommand):
                             help="Wait this long for a post-handshake alert.")  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not 1 <= options["port"] <= 65535:
+            raise CommandError(f"port: 1 to 65535; got {options['port']}")
+        if not 0 <= options["settle_ms"] <= 10_000:
+            raise CommandError(f"--settle-ms: 0 to 10000; got {options['settle_ms']}")
         ca = options["ca"] or Path(settings.PKI_DIR) / "ca-bundle.pem"
         if not options["insecure"] and not ca.exists():
             raise CommandError(f"--ca: {ca} does not exist (or pass --insecure)")
