@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,6 +98,14 @@ class PackageRequestView(VehicleThrottled, APIView):
         return Response({"update_id": update.pk, "packages": packages})
 
 
+@functools.cache
+def _status_answer() -> UpdateSerializer:
+    """One UpdateSerializer whose fields are built once: a ModelSerializer builds its fields from
+    the model on every instantiation, a large part of answering the most frequent vehicle
+    report. Its to_representation keeps no state between calls, so threads can share it."""
+    return UpdateSerializer()
+
+
 class StatusReportView(VehicleThrottled, APIView):
     """A status report of the vehicle's update; the same service handles the MQTT status topic."""
 
@@ -116,7 +125,7 @@ class StatusReportView(VehicleThrottled, APIView):
             vehicle=vehicle, report=request.data, source=ReportSource.HTTP
         )
         # The record the service saved, with its vehicle and wave: no second read of the row.
-        return Response(UpdateSerializer(update).data)
+        return Response(_status_answer().to_representation(update))
 
 
 def _campaigns_for_display() -> Any:

@@ -49,3 +49,24 @@ def test_final_report_answers_the_finished_record_as_stored(vehicle_client, offe
     assert response.json()["state"] == UpdateState.SUCCEEDED
     assert response.json() == _stored(update)
     assert response.json()["finished_at"] is not None
+
+
+def test_status_answer_does_not_build_its_serializer_fields_per_report(
+    vehicle_client, offered_update, monkeypatch
+) -> None:
+    update = planned(vehicle_client, offered_update)
+    report(vehicle_client, update, sequence=1, vmg_state=1, percentage=10)
+    built = []
+    original = UpdateSerializer.get_fields
+
+    def counting(self):
+        built.append(self)
+        return original(self)
+
+    monkeypatch.setattr(UpdateSerializer, "get_fields", counting)
+    for sequence in (2, 3):
+        response = report(vehicle_client, update, sequence=sequence, vmg_state=1, percentage=20)
+        assert response.status_code == 200
+        assert response.json() == _stored(update)
+    # _stored() builds its own serializer each time; the view built none.
+    assert len(built) == 2
