@@ -59,3 +59,12 @@ def test_the_service_refuses_a_weak_password(db) -> None:
             username="ops", password="qwerty", password_source="test", actor="system:test"
         )
     assert not get_user_model().objects.exists()
+
+
+def test_a_user_name_django_would_not_accept_is_refused(db, monkeypatch) -> None:
+    monkeypatch.setenv("OTA_ADMIN_USERNAME", "root op!")
+    monkeypatch.setenv("OTA_ADMIN_PASSWORD", "correct horse battery")
+    with pytest.raises(CommandError) as refused:
+        call_command("ensure_admin")
+    assert str(refused.value).startswith("OTA_ADMIN_USERNAME is refused: Enter a valid username.")
+    assert not get_user_model().objects.exists()

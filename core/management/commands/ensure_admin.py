@@ -23,6 +23,10 @@ class Command(BaseCommand):
         username = env.str("OTA_ADMIN_USERNAME", default="admin")
         password = env.str("OTA_ADMIN_PASSWORD", default="")
         users = get_user_model()
+        try:
+            users.username_validator(username)
+        except ValidationError as exc:
+            raise CommandError(f"OTA_ADMIN_USERNAME is refused: {' '.join(exc.messages)}") from None
         if not password and users.objects.filter(username=username).exists():
             self.stdout.write(f"administrator {username!r} exists")
             return
