@@ -35,8 +35,9 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -55,8 +56,33 @@ REGISTRY = ROOT / "config" / "ecu_registry.yaml"
 TRUST = Path("var") / "signing" / "trust.pem"
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line naming the option, not the whole usage text above it.
+        self.exit(2, f"simulator: {message} (python -m simulator --help)\n")
+
+
+def _number(kind: type, low: float, high: float | None = None) -> Callable[[str], Any]:
+    """An argparse type: a number of `kind` in [low, high]."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value != value or value < low or (high is not None and value > high):
+            bound = f"{low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{bound}; got {text}")
+        return value
+
+    return parse
+
+
+PORT = _number(int, 1, 65535)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m simulator",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -67,9 +93,14 @@ def _parser() -> argparse.ArgumentParser:
         "--host", "--pqc-host", dest="host", default="127.0.0.1", help="address of the server"
     )
     server.add_argument("--server-name", default="localhost", help="name on its certificate")
-    server.add_argument("--api-port", type=int, default=8443, help="vehicle API (HTTPS)")
+    server.add_argument("--api-port", type=PORT, default=8443, help="vehicle API (HTTPS)")
     server.add_argument(
-        "--mqtt-port", "--pqc-port", dest="mqtt_port", type=int, default=8883, help="MQTT TLS front"
+        "--mqtt-port",
+        "--pqc-port",
+        dest="mqtt_port",
+        type=PORT,
+        default=8883,
+        help="MQTT TLS front",
     )
     server.add_argument(
         "--credentials", type=Path, help="directory with vehicle.crt, vehicle.key, ca-bundle.pem"
@@ -89,10 +120,10 @@ def _parser() -> argparse.ArgumentParser:
     vehicle.add_argument("--no-register", action="store_true", help="skip registration")
     updates = parser.add_argument_group("updates")
     updates.add_argument("--fail", choices=FAILURE_MODES, default="none")
-    updates.add_argument("--fail-times", type=int, default=1)
+    updates.add_argument("--fail-times", type=_number(int, 0), default=1)
     updates.add_argument("--activation", choices=["auto", "command"], default="auto")
     updates.add_argument("--status-via", choices=["rest", "mqtt"], default="rest")
-    updates.add_argument("--cut-download-at", type=int, default=None)
+    updates.add_argument("--cut-download-at", type=_number(int, 1), default=None)
     updates.add_argument("--print-sessions", action="store_true")
     updates.add_argument(
         "--uptane-roots",
@@ -106,8 +137,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--topic-root", default="vehicle", help="the server's MQTT_TOPIC_ROOT (default: vehicle)"
     )
-    parser.add_argument("--telemetry-interval", type=float, default=10.0)
-    parser.add_argument("--telemetry-count", type=int, default=None, help="stop after N messages")
+    parser.add_argument("--telemetry-interval", type=_number(float, 0.1), default=10.0)
+    parser.add_argument(
+        "--telemetry-count", type=_number(int, 1), default=None, help="stop after N messages"
+    )
     parser.add_argument(
         "--answer-ecus", default="all", help='"all", "none", "odd", "even" or ECU ids'
     )

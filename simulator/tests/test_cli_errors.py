@@ -80,3 +80,21 @@ def test_a_server_that_is_not_running_is_one_line(credentials) -> None:
     line = _simulator(credentials, "--config", "13")
     assert line.startswith("simulator: cannot reach the vehicle API at 127.0.0.1:")
     assert line.endswith(": connection refused (is the server running?)")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--telemetry-interval", "-1"], "argument --telemetry-interval: at least 0.1; got -1"),
+        (["--api-port", "70000"], "argument --api-port: 1 to 65535; got 70000"),
+        (["--telemetry-count", "x"], "argument --telemetry-count: 'x' is not a number"),
+        (["--cut-download-at", "0"], "argument --cut-download-at: at least 1; got 0"),
+    ],
+)
+def test_an_option_out_of_range_is_one_line(args, message) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "--vin", VIN, *args],
+        cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == f"simulator: {message} (python -m simulator --help)\n"
