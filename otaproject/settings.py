@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import logging
 import math
 import re
@@ -103,6 +104,21 @@ def env_url(name: str, *, default: str, schemes: tuple[str, ...], example: str) 
         ) from None
     if parts.scheme not in schemes or not (parts.hostname or parts.scheme == "unix"):
         raise ImproperlyConfigured(f"{name} must look like {example}; got {raw!r}")
+    return raw
+
+
+def env_dotted_path(name: str, *, default: str) -> str:
+    """A dotted path to a class whose module exists (found, not imported: settings load first)."""
+    raw = env.str(name, default=default).strip()
+    module, _, attribute = raw.rpartition(".")
+    if not module or not attribute:
+        raise ImproperlyConfigured(f"{name} must be a dotted path like package.module.Class")
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise ImproperlyConfigured(f"{name}={raw!r}: no module {module}")
     return raw
 
 
@@ -413,6 +429,10 @@ OTA_METRICS_PORT = env_int("OTA_METRICS_PORT", default=0, low=0, high=65535)
 # prometheus_client reads it itself: a directory shared by this host's server processes, emptied
 # before they start, so that each process's /metrics sums them all.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory"
+    )
 # Webhooks (webhooks/): plain http:// targets only outside production unless allowed.
 OTA_WEBHOOK_ALLOW_HTTP = env_bool("OTA_WEBHOOK_ALLOW_HTTP", default=not PRODUCTION)
 OTA_WEBHOOK_TIMEOUT_SECONDS = env_float("OTA_WEBHOOK_TIMEOUT_SECONDS", default=5.0, low=0.1)
@@ -447,7 +467,7 @@ OTA_RESPONSE_STALL_TIMEOUT_SECONDS = env_int(
 
 STORAGES = {
     "default": {
-        "BACKEND": env.str(
+        "BACKEND": env_dotted_path(
             "OTA_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
         ),
     },
@@ -469,6 +489,8 @@ LOGIN_REDIRECT_URL = "/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# One way to write a time everywhere, the admin included: 2026-12-05 13:05:09.
+FORMAT_MODULE_PATH = ["otaproject.formats"]
 USE_I18N = True
 USE_TZ = True
 

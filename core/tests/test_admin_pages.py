@@ -47,3 +47,20 @@ def test_operators_without_staff_status_cannot_open_the_admin(fleet_operator) ->
     client.force_login(fleet_operator)
     response = client.get(reverse("admin:index"))
     assert response.status_code == 302
+
+
+def test_admin_lists_show_times_in_24_hour_utc(admin_client_with_fleet) -> None:
+    """The admin spells times as the console does (2026-12-05 13:05:09), not "1:05 p.m."."""
+    import datetime
+
+    from diagnostics.models import InboundDrop
+
+    InboundDrop.objects.create(
+        reason="bad-json",
+        count=1,
+        last_at=datetime.datetime(2026, 12, 5, 13, 5, 9, tzinfo=datetime.UTC),
+    )
+    body = admin_client_with_fleet.get(reverse("admin:diagnostics_inbounddrop_changelist"))
+    text = body.content.decode()
+    assert "2026-12-05 13:05:09" in text
+    assert "p.m." not in text
