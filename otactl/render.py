@@ -30,7 +30,11 @@ def cell(value: Any) -> str:
 def page_footer(body: dict[str, Any]) -> str:
     """'50 of 255; next page: --cursor ...' (or --offset, whichever the server pages by)."""
     shown = len(body.get("results", []))
-    footer = f"{shown} of {body.get('count', shown)}"
+    total = body.get("count", shown)
+    # A filter on ECUs stops counting at a cap (count_exact false): say so, not a false total.
+    footer = (
+        f"{shown} of {total}" if body.get("count_exact", True) else f"{shown} of more than {total}"
+    )
     query = parse_qs(urlsplit(body.get("next") or "").query)
     for option in ("cursor", "offset"):
         if query.get(option):
