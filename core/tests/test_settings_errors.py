@@ -51,6 +51,17 @@ BAD_VALUES = [
         "CSRF_TRUSTED_ORIGINS must list origins like https://HOST:PORT; got 'localhost:8444'",
     ),
     ("ALLOWED_HOSTS", "", "ALLOWED_HOSTS must name at least one host"),
+    (
+        "PROMETHEUS_MULTIPROC_DIR",
+        "/nonexistent/metrics",
+        "PROMETHEUS_MULTIPROC_DIR='/nonexistent/metrics' is not a directory",
+    ),
+    (
+        "OTA_STORAGE_BACKEND",
+        "storages.backends.s3.S3Storage",
+        "OTA_STORAGE_BACKEND='storages.backends.s3.S3Storage': no module storages.backends.s3",
+    ),
+    ("OTA_STORAGE_BACKEND", "FileSystemStorage", "OTA_STORAGE_BACKEND must be a dotted path"),
 ]
 
 
