@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import multiprocessing
 import os
 import platform
@@ -163,7 +164,7 @@ def _memory_cpu_ms(server_ctx, config, credentials, count: int, max_seconds: flo
     return (time.thread_time() - start) * 1000 / done
 
 
-def run(args: argparse.Namespace) -> str:
+def run(args: argparse.Namespace) -> tuple[str, dict]:
     import django
 
     django.setup()
@@ -267,7 +268,33 @@ def run(args: argparse.Namespace) -> str:
             server_bytes=bucket["bytes"][1],
             count=l_n,
         )
-    return _table(results, args, SSL.SSLeay_version(SSL.SSLEAY_VERSION).decode())
+    openssl = SSL.SSLeay_version(SSL.SSLEAY_VERSION).decode()
+    return _table(results, args, openssl), _record(results, args, openssl)
+
+
+def _record(results: dict[int, Result], args: argparse.Namespace, openssl: str) -> dict:
+    """The same figures as data: the console's PQC page shows them from this record."""
+    classical = next((r for r in results.values() if r.config.classical), None)
+    return {
+        "command": f"python bench/tls_handshake.py {' '.join(args.argv)}".strip(),
+        "date": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%dT%H:%M}Z",
+        "openssl": openssl,
+        "configurations": [
+            {
+                "id": config_id,
+                "configuration": result.config.name,
+                "server_cpu_ms": round(result.listener_cpu_ms, 3),
+                "handshakes_per_second_per_core": round(1000 / result.listener_cpu_ms),
+                "vs_classical": round(result.listener_cpu_ms / classical.listener_cpu_ms, 3)
+                if classical
+                else None,
+                "p50_ms": round(result.p50_ms, 3),
+                "bytes_client_to_server": result.client_bytes,
+                "bytes_server_to_client": result.server_bytes,
+            }
+            for config_id, result in sorted(results.items())
+        ],
+    }
 
 
 def _table(results: dict[int, Result], args: argparse.Namespace, openssl: str) -> str:
@@ -419,10 +446,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tls.md")
     args = parser.parse_args(argv)
     args.argv = argv
-    table = run(args)
+    table, record = run(args)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table)
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ reads, importing the models of the apps below it directly.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -561,38 +561,40 @@ class ConfigurationUsage:
 
 
 # Benchmark columns the configuration table shows, by their heading in the report.
-_HANDSHAKE_COLUMNS = {
-    "p50": "p50 ms",
-    "rate": "listener hs/s",
-    "vs_classical": "vs classical",
-    "bytes": "bytes total",
-}
+HANDSHAKE_RECORD = Path("bench") / "results" / "tls.json"
 
 
-def handshake_figures(tables: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Per configuration id, the figures of the first benchmark table keyed by `id`."""
-    for table in tables:
-        header = [cell.lower() for cell in table["header"]]
-        if not header or header[0] != "id" or "p50 ms" not in header:
-            continue
-        columns = {
-            key: header.index(name) for key, name in _HANDSHAKE_COLUMNS.items() if name in header
-        }
-        figures: dict[int, dict[str, Any]] = {}
-        for row in table["rows"]:
-            try:
-                config_id = int(row[0])
-                p50 = float(row[columns["p50"]])
-            except (ValueError, IndexError):
-                continue
-            figures[config_id] = {
-                key: row[index] for key, index in columns.items() if index < len(row)
-            } | {"p50_value": p50}
-        slowest = max((f["p50_value"] for f in figures.values()), default=0.0)
-        for figure in figures.values():
-            figure["bar"] = round(100.0 * figure["p50_value"] / slowest, 1) if slowest else 0.0
-        return figures
-    return {}
+def recorded_handshakes() -> dict[str, Any]:
+    """The last TLS benchmark's figures, as `bench/tls_handshake.py` recorded them."""
+    path = Path(settings.BASE_DIR) / HANDSHAKE_RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        rows = [
+            {
+                "id": int(row["id"]),
+                "configuration": str(row["configuration"]),
+                "server_cpu_ms": float(row["server_cpu_ms"]),
+                "rate": int(row["handshakes_per_second_per_core"]),
+                "vs_classical": row.get("vs_classical"),
+                "p50_ms": float(row["p50_ms"]),
+                "bytes": int(row["bytes_client_to_server"]) + int(row["bytes_server_to_client"]),
+            }
+            for row in record["configurations"]
+        ]
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError, KeyError):
+        logger.warning("unreadable handshake record %s", HANDSHAKE_RECORD, exc_info=True)
+        return {}
+    slowest = max((row["p50_ms"] for row in rows), default=0.0)
+    for row in rows:
+        row["bar"] = round(100.0 * row["p50_ms"] / slowest, 1) if slowest else 0.0
+    return {
+        "source": str(HANDSHAKE_RECORD),
+        "command": str(record.get("command", "")),
+        "date": str(record.get("date", "")),
+        "rows": rows,
+    }
 
 
 def pqc_overview() -> dict[str, Any]:
@@ -611,8 +613,8 @@ def pqc_overview() -> dict[str, Any]:
         .annotate(n=Count("id"))
     }
     connected = sum(usage.values())
-    benchmark = benchmark_tables()
-    figures = handshake_figures(benchmark["tables"])
+    benchmark = recorded_handshakes()
+    figures = {row["id"]: row for row in benchmark.get("rows", [])}
     rows = []
     matched: set[tuple[str, str]] = set()
     for config in catalogue:
@@ -643,58 +645,6 @@ def pqc_overview() -> dict[str, Any]:
         "certificates": certificate_inventory()[:50],
         "allow_classical": settings.PQC_ALLOW_CLASSICAL,
     }
-
-
-def benchmark_files() -> list[Path]:
-    base = Path(settings.BASE_DIR)
-    return [base / "bench" / "results" / "tls.md", base / "docs" / "BENCHMARKS.md"]
-
-
-_TABLE_ROW = re.compile(r"^\s*\|(.+)\|\s*$")
-_SEPARATOR = re.compile(r"^[\s|:-]+$")
-
-
-def parse_markdown_tables(text: str) -> list[dict[str, Any]]:
-    """Every pipe table in a Markdown document, with the heading that precedes it."""
-    tables: list[dict[str, Any]] = []
-    heading = ""
-    current: dict[str, Any] | None = None
-    for line in text.splitlines():
-        match = _TABLE_ROW.match(line)
-        if match is None:
-            current = None
-            if line.startswith("#"):
-                heading = line.lstrip("#").strip()
-            continue
-        cells = [cell.strip() for cell in match.group(1).split("|")]
-        if current is None:
-            current = {"title": heading, "header": cells, "rows": []}
-            tables.append(current)
-        elif _SEPARATOR.match(line):
-            continue
-        else:
-            current["rows"].append(cells)
-    return [t for t in tables if t["rows"]]
-
-
-def benchmark_tables() -> dict[str, Any]:
-    """Handshake figures from the first benchmark report that exists."""
-    for path in benchmark_files():
-        if path.is_file():
-            text = path.read_text(encoding="utf-8", errors="replace")
-            tables = parse_markdown_tables(text)
-            keep = [
-                t
-                for t in tables
-                if re.search(
-                    r"handshake|ms|latency|config", " ".join(t["header"] + [t["title"]]), re.I
-                )
-            ]
-            return {
-                "source": str(path.relative_to(settings.BASE_DIR)),
-                "tables": keep or tables,
-            }
-    return {"source": "", "tables": []}
 
 
 # -- diagnostics ------------------------------------------------------------------------------

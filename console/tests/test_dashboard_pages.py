@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 
 import pytest
 from django.utils import timezone
@@ -201,17 +202,6 @@ def test_pqc_page_counts_vehicles_per_configuration(viewer, vehicle, other_vehic
     assert "ML-KEM-768 + ECDSA-P256" in logged_in(viewer).get("/pqc/").content.decode()
 
 
-def test_benchmark_tables_are_read_from_markdown() -> None:
-    text = (
-        "# TLS\n\n## Handshake latency\n\n| Config | p50 ms | p95 ms |\n|---|---:|---:|\n"
-        "| MLKEM768 + ECDSA | 1.9 | 2.4 |\n| MLKEM768 + ML-DSA-65 | 2.6 | 3.1 |\n\ntext\n"
-    )
-    [table] = dashboard.parse_markdown_tables(text)
-    assert table["title"] == "Handshake latency"
-    assert table["header"] == ["Config", "p50 ms", "p95 ms"]
-    assert table["rows"][1] == ["MLKEM768 + ML-DSA-65", "2.6", "3.1"]
-
-
 @pytest.fixture
 def fleet_pki(settings, tmp_path):
     from pqc.pki import FleetPki
@@ -273,31 +263,55 @@ def test_vehicle_page_queries_do_not_grow_with_updates(
         client.get(f"/vehicles/{vehicle.vin}/")
 
 
-def test_handshake_figures_are_matched_to_configuration_ids() -> None:
-    text = (
-        "| id | configuration | listener hs/s | p50 ms | vs classical | bytes total |\n"
-        "|---:|---|---:|---:|---:|---:|\n"
-        "| 1 | ML-KEM-768 + ECDSA-P256 | 138 | 7.25 | 0.92x | 4,413 |\n"
-        "| 4 | ML-KEM-768 + ML-DSA-65 | 76 | 14.50 | 1.67x | 21,137 |\n"
+def write_handshake_record(base, rows) -> None:
+    (base / "bench" / "results").mkdir(parents=True)
+    record = {"command": "python bench/tls_handshake.py", "date": "2026-11-26T14:04Z"}
+    (base / "bench" / "results" / "tls.json").write_text(
+        json.dumps(record | {"configurations": rows})
     )
-    figures = dashboard.handshake_figures(dashboard.parse_markdown_tables(text))
-    assert figures[1]["p50"] == "7.25"
-    assert figures[1]["bytes"] == "4,413"
-    assert figures[4]["bar"] == 100.0
-    assert figures[1]["bar"] == 50.0
+
+
+def handshake_row(config_id: int, p50_ms: float) -> dict:
+    return {
+        "id": config_id,
+        "configuration": f"configuration {config_id}",
+        "server_cpu_ms": 1.12,
+        "handshakes_per_second_per_core": 890,
+        "vs_classical": 0.94,
+        "p50_ms": p50_ms,
+        "bytes_client_to_server": 2137,
+        "bytes_server_to_client": 2275,
+    }
+
+
+def test_handshake_figures_come_from_the_benchmark_record(settings, tmp_path) -> None:
+    write_handshake_record(tmp_path, [handshake_row(1, 7.25), handshake_row(4, 14.5)])
+    settings.BASE_DIR = tmp_path
+    record = dashboard.recorded_handshakes()
+    assert record["source"] == "bench/results/tls.json"
+    assert [(row["id"], row["bytes"], row["bar"]) for row in record["rows"]] == [
+        (1, 4412, 50.0),
+        (4, 4412, 100.0),
+    ]
+
+
+def test_a_missing_or_broken_record_shows_no_figures(settings, tmp_path) -> None:
+    settings.BASE_DIR = tmp_path
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "BENCHMARKS.md").write_text("| id | p50 ms |\n|---|---|\n| 1 | 2.0 |\n")
+    assert dashboard.recorded_handshakes() == {}
+    write_handshake_record(tmp_path, [{"id": 1}])
+    assert dashboard.recorded_handshakes() == {}
 
 
 @pytest.mark.django_db
 def test_pqc_page_shows_handshake_figures_per_configuration(viewer, settings, tmp_path) -> None:
-    (tmp_path / "bench" / "results").mkdir(parents=True)
-    (tmp_path / "bench" / "results" / "tls.md").write_text(
-        "## Handshakes\n\n| id | configuration | p50 ms | vs classical | bytes total |\n"
-        "|---|---|---|---|---|\n| 1 | ML-KEM-768 + ECDSA-P256 | 7.25 | 0.92x | 4,413 |\n"
-    )
+    write_handshake_record(tmp_path, [handshake_row(1, 7.25)])
     settings.BASE_DIR = tmp_path
     body = logged_in(viewer).get("/pqc/").content.decode()
     assert "<strong>7.25 ms</strong>" in body
-    assert "bench/results/tls.md" in body
+    assert "bench/results/tls.json" in body
+    assert "<td>configuration 1</td>" in body
 
 
 @pytest.mark.django_db
