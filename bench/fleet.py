@@ -308,14 +308,12 @@ rates are low; CPU seconds of the server process are the steadier figure.
 | Each status report read its update three times (record, campaign, record again to answer) | one locking read with campaign and wave; the answer is the saved record (`ota/services.py`, `ota/api/views.py`) | 0.143 CPU-s per update; 7.2 ms per report | 0.136; 6.4 ms |
 | A new ModelSerializer, its fields built from the model, for every status answer | one shared `UpdateSerializer` (`ota/api/views.py`) | 6.4 ms per report | 5.9 ms; with the above 0.127 CPU-s per update |
 
-Still open: server CPU per update (0.19 s at 1,000 vehicles, above the drill's 0.17 s; each
-fleet update sends six HTTPS status reports and two VCIs); a profile of the campaign shows
-status reports at 22 % of the server's samples, update checks 10 %, VCIs 7 %, and 45 % waiting
-on PostgreSQL. Server memory per connected vehicle is above the 50 KiB goal. At 5,000 the
-bridge stores telemetry slower than it arrives. The reconnect storm reaches 0.16x-0.38x of the
-front's sequential rate: the storm's handshakes queue behind the binding check each one makes
-in the database. 10,000 vehicles were not run: at the connection rate of a loaded machine
-(6-10 new vehicles a second) they need more than the time there was.
+Still open: server CPU per update (0.127 s at 1,000 vehicles after the changes above; each
+fleet update sends six HTTPS status reports and two VCIs, and most of the cost is Django ORM and
+psycopg work); server memory per connected vehicle counted from the idle server (74-82 KiB at
+1,000; 46-47 KiB per vehicle beyond the first hundred, about 30-40 KiB of it OpenSSL's own
+per-connection state). The reconnect storm reaches 0.3x-0.7x of the front's sequential rate:
+the storm's handshakes queue behind the binding check each one makes in the database.
 """
 
 
