@@ -190,6 +190,8 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
             time.monotonic() - moment
         )
         result["telemetry_offered_per_s"] = size / 60
+        # What is measured so far, in case the campaign does not finish in the time there is.
+        print(json.dumps({"before_campaign": result}), file=sys.stderr, flush=True)
         if args.connect_only:
             return result
 
