@@ -13,7 +13,13 @@ _pool = ThreadPoolExecutor(max_workers=1)
 
 
 def start(stop_event: threading.Event) -> None:
+    from twisted.internet import reactor
+
     # Bounded (an hour) so that nothing outlives a broken run for long.
     _pool.submit(time.sleep, 3600)
-    Path(os.environ["OTA_TEST_MARKER"]).write_text("started")
+    # The marker says the reactor runs its loop, so its signal handlers are in place.
+    serving = threading.Event()
+    reactor.callFromThread(serving.set)  # type: ignore[attr-defined]
+    if serving.wait(60):
+        Path(os.environ["OTA_TEST_MARKER"]).write_text("serving")
     stop_event.wait()

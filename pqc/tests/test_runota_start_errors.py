@@ -140,8 +140,14 @@ def test_sigterm_ends_runota_even_when_work_in_progress_never_returns(prepared) 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    marker = Path(_env(prepared)["OTA_TEST_MARKER"])
+    marker.unlink(missing_ok=True)
     try:
         _read_until(proc, "started pqc.tests.stuck_service.start", time.monotonic() + 60)
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert marker.exists(), "the reactor never ran"
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     finally:
@@ -151,4 +157,22 @@ def test_sigterm_ends_runota_even_when_work_in_progress_never_returns(prepared) 
     assert stderr.decode().strip().splitlines()[-1] == (
         "runota: work in progress did not finish within 10 s of the stop "
         "(database or broker not answering?); exiting anyway"
+    )
+
+
+def test_a_bridge_client_id_another_process_holds_is_one_line(prepared) -> None:
+    import fcntl
+
+    lock_dir = prepared / "mqtt-bridge"
+    lock_dir.mkdir(exist_ok=True)
+    with (lock_dir / "ota-bridge-eu-1.lock").open("ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = _runota(
+            prepared,
+            MQTT_BRIDGE_CLIENT_ID="ota-bridge-eu-1",
+            RUNOTA_BACKGROUND_SERVICES="telematics.bridge.start",
+        )
+    assert _last_line(done) == (
+        "CommandError: MQTT client id 'ota-bridge-eu-1' is held by another bridge process "
+        "(another server running? set MQTT_BRIDGE_CLIENT_ID to an id of its own)"
     )

@@ -19,6 +19,7 @@ from twisted.internet.error import CannotListenError
 
 import pqc.server
 from core import health
+from core.mqtt.connection import ClientIdInUse, claim_bridge_client_id
 from pqc.catalogue import CatalogueError
 from pqc.pki import FleetPki, PkiError
 from pqc.tls import TlsConfigError
@@ -78,6 +79,16 @@ def _exit_if_stuck() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="runota-shutdown-watchdog", daemon=True).start()
+
+
+def _check_bridge_client_id() -> None:
+    """A second bridge with the first one's client id would take its broker session over."""
+    try:
+        claim_bridge_client_id().release()
+    except ClientIdInUse as exc:
+        raise CommandError(
+            f"{exc} (another server running? set MQTT_BRIDGE_CLIENT_ID to an id of its own)"
+        ) from None
 
 
 def _check_port_free(port: int, setting: str) -> None:
@@ -158,6 +169,8 @@ class Command(BaseCommand):
             _check_port_free(settings.MQTT_EMBEDDED_PORT, "MQTT_EMBEDDED_PORT")
         if settings.OTA_METRICS_PORT:
             _check_port_free(settings.OTA_METRICS_PORT, "OTA_METRICS_PORT")
+        if "telematics.bridge.start" in services:
+            _check_bridge_client_id()
         listeners_wanted = [TLS_ROLES[role] for role in roles if role in TLS_ROLES]
         pki = FleetPki.from_settings()
         if listeners_wanted and not pki.server_families():
