@@ -6,8 +6,10 @@ import datetime
 import importlib.util
 import logging
 import math
+import os
 import re
 import secrets
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -323,6 +325,14 @@ TELEMETRY_SYNCHRONOUS_COMMIT = env_bool("TELEMETRY_SYNCHRONOUS_COMMIT", default=
 # Empty: "ota-bridge-<hostname>-<slot>", the lowest slot no other process on the host holds, so
 # each bridge instance keeps its own persistent session.
 MQTT_BRIDGE_CLIENT_ID = env.str("MQTT_BRIDGE_CLIENT_ID", default="")
+# Where bridges lock their client ids: one directory for the whole host (not under VAR_DIR), so
+# two servers with different var directories still never claim the same id.
+MQTT_BRIDGE_LOCK_DIR = Path(
+    env.str(
+        "MQTT_BRIDGE_LOCK_DIR",
+        default=str(Path(tempfile.gettempdir()) / f"ota-mqtt-bridge-{os.getuid()}"),
+    )
+)
 # How long the broker keeps a bridge's session (and its queued messages) after it goes away.
 MQTT_BRIDGE_SESSION_EXPIRY = env_int("MQTT_BRIDGE_SESSION_EXPIRY", default=120, low=0)
 # Shared subscriptions split the stream between several bridges; Mosquitto 2.0 does not restore

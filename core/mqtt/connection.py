@@ -117,8 +117,8 @@ class ClaimedClientId:
 
 
 def _lock_file(name: str) -> IO[bytes] | None:
-    directory = Path(settings.VAR_DIR) / "mqtt-bridge"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = Path(settings.MQTT_BRIDGE_LOCK_DIR)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     handle = (directory / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)}.lock").open("ab")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

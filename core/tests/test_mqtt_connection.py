@@ -21,7 +21,12 @@ CLAIM_IN_CHILD = (
 
 def _child_env(var_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MQTT_")}
-    env.update(DJANGO_SETTINGS_MODULE="otaproject.settings", OTA_VAR_DIR=str(var_dir), **extra)
+    env.update(
+        DJANGO_SETTINGS_MODULE="otaproject.settings",
+        OTA_VAR_DIR=str(var_dir),
+        MQTT_BRIDGE_LOCK_DIR=str(var_dir / "locks"),
+        **extra,
+    )
     return env
 
 
@@ -71,6 +76,7 @@ def test_broker_passwords_can_come_from_mounted_secret_files(tmp_path):
 
 def test_bridge_client_ids_are_stable_per_instance_and_never_shared(settings, tmp_path):
     settings.VAR_DIR = tmp_path
+    settings.MQTT_BRIDGE_LOCK_DIR = tmp_path / "locks"
     settings.MQTT_BRIDGE_CLIENT_ID = ""
     first = claim_bridge_client_id()
     try:
@@ -99,6 +105,7 @@ def test_bridge_client_ids_are_stable_per_instance_and_never_shared(settings, tm
 
 def test_an_explicit_client_id_held_by_another_bridge_is_refused(settings, tmp_path):
     settings.VAR_DIR = tmp_path
+    settings.MQTT_BRIDGE_LOCK_DIR = tmp_path / "locks"
     held = claim_bridge_client_id("ota-bridge-eu-1")
     try:
         with pytest.raises(ClientIdInUse, match="ota-bridge-eu-1"):
@@ -106,3 +113,24 @@ def test_an_explicit_client_id_held_by_another_bridge_is_refused(settings, tmp_p
     finally:
         held.release()
     claim_bridge_client_id("ota-bridge-eu-1").release()
+
+
+def test_servers_with_different_var_directories_still_claim_different_ids(settings, tmp_path):
+    """Two servers on one host, each with its own VAR_DIR, on one broker."""
+    settings.MQTT_BRIDGE_LOCK_DIR = tmp_path / "locks"
+    settings.MQTT_BRIDGE_CLIENT_ID = ""
+    settings.VAR_DIR = tmp_path / "first"
+    first = claim_bridge_client_id()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", CLAIM_IN_CHILD],
+            env=_child_env(tmp_path / "second") | {"MQTT_BRIDGE_LOCK_DIR": str(tmp_path / "locks")},
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.stdout.strip().startswith("ota-bridge-"), result.stderr
+        assert result.stdout.strip() != first.value
+    finally:
+        first.release()

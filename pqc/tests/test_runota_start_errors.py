@@ -170,6 +170,7 @@ def test_a_bridge_client_id_another_process_holds_is_one_line(prepared) -> None:
         done = _runota(
             prepared,
             MQTT_BRIDGE_CLIENT_ID="ota-bridge-eu-1",
+            MQTT_BRIDGE_LOCK_DIR=str(lock_dir),
             RUNOTA_BACKGROUND_SERVICES="telematics.bridge.start",
         )
     assert _last_line(done) == (
