@@ -14,6 +14,8 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework.permissions import AllowAny, OperandHolder
 
+from core.pagination import KeysetPagination
+
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
@@ -79,6 +81,13 @@ def _permission_classes(permission: Any) -> set[type]:
 
 class ErrorResponsesSchema(AutoSchema):
     """drf-spectacular's schema, plus the error responses each operation can give."""
+
+    def get_paginated_name(self, serializer_name: str) -> str:
+        # Pages by key carry count_exact, pages by offset do not: a serializer listed both ways
+        # needs two page schemas, or the last one generated overwrites the other.
+        if isinstance(self._get_paginator(), KeysetPagination):
+            return f"Paginated{serializer_name}KeysetList"
+        return super().get_paginated_name(serializer_name)
 
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation = super().get_operation(*args, **kwargs)

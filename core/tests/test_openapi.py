@@ -88,3 +88,21 @@ def test_outages_and_ranges_are_documented(db) -> None:
     download = paths["/api/v1/ota/package/{package_id}"]["get"]["responses"]
     assert {"200", "206", "416"} <= set(download)
     assert _ref_of(download["416"]) == "#/components/schemas/Error"
+
+
+def test_a_serializer_paged_by_key_and_by_offset_has_a_page_schema_for_each(db, tmp_path) -> None:
+    """A campaign's vehicles (by key, with count_exact) and a vehicle's updates (by offset) both
+    list updates: one page schema must not overwrite the other."""
+    target = tmp_path / "schema.json"
+    call_command("spectacular", file=str(target), format="openapi-json")
+    schema = json.loads(target.read_text())
+
+    def page_schema(path: str) -> dict:
+        ref = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+        name = ref["schema"]["$ref"].rsplit("/", 1)[1]
+        return schema["components"]["schemas"][name]
+
+    by_key = page_schema("/api/v1/campaigns/{id}/vehicles")
+    by_offset = page_schema("/api/v1/vehicles/{vin}/updates")
+    assert "count_exact" in by_key["required"]
+    assert "count_exact" not in by_offset.get("required", [])
