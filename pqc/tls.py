@@ -384,6 +384,7 @@ class HandshakeRecord:
                     "cipher": self.cipher,
                     "cert_fingerprint": fingerprint(cert),
                     "cert_serial": serial_hex(cert.serial_number),
+                    "cert_not_after": cert.not_valid_after_utc.isoformat(),
                 }
             return self._identity
 

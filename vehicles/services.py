@@ -27,6 +27,7 @@ def register_vehicle(
     vmg_id: str = "",
     certificate_fingerprint: str = "",
     certificate_serial: str = "",
+    certificate_not_after: dt.datetime | None = None,
 ) -> Vehicle:
     """Register a vehicle and give it the zonal gateways and ECUs of the registry."""
     if not VIN_PATTERN.fullmatch(vin or ""):
@@ -43,6 +44,7 @@ def register_vehicle(
         vmg_id=vmg_id,
         certificate_fingerprint=certificate_fingerprint,
         certificate_serial=certificate_serial,
+        certificate_not_after=certificate_not_after,
     )
     gateways = ZonalGateway.objects.bulk_create(
         ZonalGateway(
@@ -81,6 +83,7 @@ def register_vehicle_identity(
     vmg_id: str = "",
     certificate_fingerprint: str = "",
     certificate_serial: str = "",
+    certificate_not_after: dt.datetime | None = None,
     actor: Any = None,
 ) -> tuple[Vehicle, bool]:
     """Register a vehicle, or bind a pre-registered one to the certificate it calls with.
@@ -98,6 +101,7 @@ def register_vehicle_identity(
                 vmg_id=vmg_id,
                 certificate_fingerprint=certificate_fingerprint,
                 certificate_serial=certificate_serial,
+                certificate_not_after=certificate_not_after,
             )
             record_event(
                 action="vehicle.registered",
@@ -120,8 +124,16 @@ def register_vehicle_identity(
             return existing, False  # the same vehicle registering again: nothing to change
         existing.certificate_fingerprint = certificate_fingerprint
         existing.certificate_serial = certificate_serial
+        existing.certificate_not_after = certificate_not_after
         existing.vmg_id = vmg_id or existing.vmg_id
-        existing.save(update_fields=["certificate_fingerprint", "certificate_serial", "vmg_id"])
+        existing.save(
+            update_fields=[
+                "certificate_fingerprint",
+                "certificate_serial",
+                "certificate_not_after",
+                "vmg_id",
+            ]
+        )
         record_event(
             action="vehicle.certificate_bound",
             actor=actor,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django.shortcuts import get_object_or_404
@@ -53,11 +54,14 @@ class VehicleRegisterView(VehicleThrottled, APIView):
         data = serializer.validated_data
         identity = vehicle_identity(request)
         fingerprint = serial = ""
+        not_after = None
         if identity is not None:
             if data["vin"] != identity.vin:
                 raise PermissionDenied("the VIN must be the one in the client certificate")
             fingerprint = str(identity.tls.get("cert_fingerprint") or "")
             serial = str(identity.tls.get("cert_serial") or "")
+            if identity.tls.get("cert_not_after"):
+                not_after = datetime.datetime.fromisoformat(identity.tls["cert_not_after"])
         vehicle, created = register_vehicle_identity(
             vin=data["vin"],
             model_name=data["model_name"],
@@ -65,6 +69,7 @@ class VehicleRegisterView(VehicleThrottled, APIView):
             vmg_id=data["vmg_id"],
             certificate_fingerprint=fingerprint,
             certificate_serial=serial,
+            certificate_not_after=not_after,
             actor=request.user,
         )
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK

@@ -74,3 +74,25 @@ def test_bad_registration_names_the_field_and_stores_nothing(registry, fleet_ope
 
 def test_viewer_cannot_register(registry, viewer) -> None:
     assert api_client_for(viewer).post(URL, BODY, format="json").status_code == 403
+
+
+def test_registration_records_the_certificate_expiry(registry) -> None:
+    """Registered, the vehicle shows up in the fleet's certificate-expiry filter at once."""
+    client = vehicle_api_client(
+        VIN, cert_fingerprint="f" * 64, cert_not_after="2027-03-01T12:00:00+00:00"
+    )
+    assert client.post(URL, BODY, format="json").status_code == 201
+    vehicle = Vehicle.objects.get(vin=VIN)
+    assert vehicle.certificate_not_after.isoformat() == "2027-03-01T12:00:00+00:00"
+
+
+def test_binding_a_pre_registered_vehicle_records_the_certificate_expiry(
+    registry, fleet_operator
+) -> None:
+    api_client_for(fleet_operator).post(URL, BODY, format="json")
+    client = vehicle_api_client(
+        VIN, cert_fingerprint="f" * 64, cert_not_after="2027-03-01T12:00:00+00:00"
+    )
+    assert client.post(URL, BODY, format="json").status_code == 200
+    vehicle = Vehicle.objects.get(vin=VIN)
+    assert vehicle.certificate_not_after.isoformat() == "2027-03-01T12:00:00+00:00"
