@@ -5,8 +5,6 @@ The bytes that leave are recorded as the vehicle's update's download evidence (o
 
 from __future__ import annotations
 
-from typing import IO
-
 from django.http import HttpResponseBase
 from django.utils.http import http_date
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -14,9 +12,9 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from core.api import DomainError, NotFoundError
+from core.api import NotFoundError
 from core.permissions import IsVehicle, vehicle_identity
-from firmware.api.views import serve_ranged
+from firmware.api.ranged import serve_ranged, stored_file_opener
 from firmware.models import ZonePackage
 from ota.downloads import DownloadMeter, metered_download
 from vehicles.api.authentication import VehicleTLSAuthentication
@@ -49,17 +47,9 @@ class PackageDownloadView(APIView):
             # must not be confirmable.
             raise NotFoundError("no such package for this vehicle", field="package_id")
 
-        def open_package() -> IO[bytes]:
-            try:
-                return package.file.storage.open(package.file.name, "rb")
-            except OSError:
-                raise DomainError(
-                    "package file is missing from storage", code="unavailable"
-                ) from None
-
         response, byte_range = serve_ranged(
             request,
-            open_package,
+            stored_file_opener(package.file, "package"),
             size=package.size,
             etag=package.etag,
             last_modified=http_date(package.built_at.timestamp()),
