@@ -26,6 +26,7 @@ import os
 import random
 import resource
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,22 +36,26 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from simulator.fleet.drill import FleetProcess, ServerProcess, wait_until  # noqa: E402
+from simulator.fleet.drill import (  # noqa: E402
+    FleetProcess,
+    ServerProcess,
+    stop_process,
+    wait_until,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "otaproject.settings")
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pids: list[int]) -> float:
     import psutil
 
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
 
 
-def _rss(pid: int) -> int:
+def _rss(pids: list[int]) -> int:
     import psutil
 
-    return psutil.Process(pid).memory_info().rss
+    return sum(psutil.Process(pid).memory_info().rss for pid in pids)
 
 
 def _sequential_handshakes(server: ServerProcess, seconds: float) -> float:
@@ -77,6 +82,31 @@ def _telemetry_rows(database_url: str) -> int:
 
     with psycopg.connect(database_url) as conn:
         return conn.execute("SELECT count(*) FROM diagnostics_telemetrysample").fetchone()[0]
+
+
+def _server_states(database_url: str, campaign_name: str) -> dict[str, str]:
+    """VIN -> the state the server holds for that vehicle's update in the campaign."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT v.vin, u.state FROM ota_otaupdate u"
+            " JOIN vehicles_vehicle v ON v.id = u.vehicle_id"
+            " JOIN ota_campaign c ON c.id = u.campaign_id WHERE c.name = %s",
+            (campaign_name,),
+        ).fetchall()
+    return dict(rows)
+
+
+def _quiet(fleets: list[FleetProcess], samples: int = 5) -> Any:
+    """A check that holds once no vehicle has been updating for `samples` checks in a row."""
+    seen: list[int] = []
+
+    def check() -> bool:
+        seen.append(sum(f.progress().get("updating", 0) for f in fleets))
+        return len(seen) >= samples and not any(seen[-samples:])
+
+    return check
 
 
 def _connected(fleets: list[FleetProcess]) -> int:
@@ -121,6 +151,7 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         redis_url=args.redis_url,
         extra_env={
             "OTA_VEHICLE_TIMEOUT_SECONDS": "900",
+            **({"OTA_REUSE_PORT": "1"} if args.fronts else {}),
             **({"PYTHONTRACEMALLOC": "1"} if args.trace_memory else {}),
         },
         wrapper=(
@@ -134,15 +165,23 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"size": size, "prepare_s": time.monotonic() - started}
     server.start()
     fleets: list[FleetProcess] = []
+    fronts: list[subprocess.Popen] = []
+    server_states: dict[str, str] = {}
     try:
         pid = server.process.pid  # type: ignore[union-attr]
+        # More vehicle-facing processes on the same ports: one process holds two descriptors
+        # per vehicle (its TLS connection and its broker connection), so the open-files limit
+        # (20,000 here) caps one process below 10,000 vehicles.
+        fronts = [server.start_front(f"front{i}") for i in range(args.fronts)]
+        pids = [pid, *(front.pid for front in fronts)]
+        result["server_processes"] = len(pids)
         time.sleep(3)
         result["reference_handshakes_per_s"] = _sequential_handshakes(server, 5.0)
-        rss_idle, cpu_before = _rss(pid), _cpu_seconds(pid)
+        rss_idle, cpu_before = _rss(pids), _cpu_seconds(pids)
         if args.profile:
             os.kill(pid, signal.SIGUSR2)  # profile-1.txt: memory before any vehicle
             time.sleep(2)
-            cpu_before = _cpu_seconds(pid)
+            cpu_before = _cpu_seconds(pids)
         options = ["--configs", args.configs, "--telemetry-interval", "60",
                    "--connect-rate", str(args.connect_rate / args.shards),
                    "--max-https", str(args.max_https)]  # fmt: skip
@@ -161,7 +200,7 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         def all_connected() -> bool:
             connected = _connected(fleets)
             if not warm and connected >= size // 10:
-                warm.update(connected=connected, rss=_rss(pid))
+                warm.update(connected=connected, rss=_rss(pids))
             return connected >= size
 
         try:
@@ -173,14 +212,14 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
             return result
         result["connected"] = _connected(fleets)
         result["connect_s"] = time.monotonic() - started
-        result["connect_cpu_s_per_vehicle"] = (_cpu_seconds(pid) - cpu_before) / size
+        result["connect_cpu_s_per_vehicle"] = (_cpu_seconds(pids) - cpu_before) / size
         time.sleep(5)  # the connection burst's buffers settle
-        result["rss_per_vehicle_kib"] = (_rss(pid) - rss_idle) / size / 1024
+        result["rss_per_vehicle_kib"] = (_rss(pids) - rss_idle) / size / 1024
         if warm and warm["connected"] < size:
             result["rss_marginal_per_vehicle_kib"] = (
-                (_rss(pid) - warm["rss"]) / (size - warm["connected"]) / 1024
+                (_rss(pids) - warm["rss"]) / (size - warm["connected"]) / 1024
             )
-        result["rss_mib"] = _rss(pid) / 2**20
+        result["rss_mib"] = _rss(pids) / 2**20
         if args.profile:
             os.kill(pid, signal.SIGUSR2)  # profile-2.txt: the connect phase, memory connected
 
@@ -197,7 +236,7 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
 
         console = server.console()
         firmware = console.upload("ECM", "2.0.0", random.randbytes(1024), "2.0,2.1")
-        cpu_before, started = _cpu_seconds(pid), time.monotonic()
+        cpu_before, started = _cpu_seconds(pids), time.monotonic()
         detail = run_campaign(
             console, f"fleet {size}", firmware, size, args.campaign_timeout, 5, result
         )
@@ -206,9 +245,16 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         result["campaign_counts"] = {k: v for k, v in detail["counts"].items() if v}
         finished = sum(detail["counts"].get(k, 0) for k in ("succeeded", "failed", "rolled_back"))
         result["update_checks_per_s"] = finished / result["campaign_s"]
-        result["update_cpu_s_per_vehicle"] = (_cpu_seconds(pid) - cpu_before) / size
+        result["update_cpu_s_per_vehicle"] = (_cpu_seconds(pids) - cpu_before) / size
         if args.profile:
             os.kill(pid, signal.SIGUSR2)  # profile-3.txt: telemetry window and campaign
+        # The server counts an update succeeded at the vehicle's final report; the vehicle
+        # still sends its proof VCI after it. The storm waits for that tail.
+        try:
+            wait_until(_quiet(fleets), timeout=120, what="the fleet to finish updating", every=1)
+        except TimeoutError:
+            result.setdefault("broke", "vehicles still updating 120 s after the campaign ended")
+        server_states = _server_states(args.database_url, f"fleet {size}")
 
         started = time.monotonic()
         for fleet in fleets:
@@ -233,17 +279,24 @@ def measure(size: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
                 summaries.append(fleet.stop())
             except (OSError, ValueError) as exc:
                 result.setdefault("broke", f"fleet summary: {exc}")
+        for front in fronts:
+            stop_process(front)
         server.stop()
     outcomes: dict[str, int] = {}
-    mismatched = 0
+    mismatched = disagreeing = 0
     for summary in summaries:
         for vehicle in summary["vehicles"]:
             results = [o["result"] for o in vehicle["outcomes"]]
             for name in results:
                 outcomes[name] = outcomes.get(name, 0) + 1
             mismatched += results != ["succeeded"]
+            # The vehicle's own final state against the server's record of it.
+            runs_new = "2.0.0" in vehicle["installed"].values()
+            disagreeing += runs_new != (server_states.get(vehicle["vin"]) == "succeeded")
     result["vehicle_outcomes"] = outcomes
     result["vehicles_not_exactly_one_success"] = mismatched
+    if server_states:
+        result["vehicles_whose_software_disagrees_with_the_server"] = disagreeing
     return result
 
 
@@ -367,6 +420,8 @@ def main(argv: list[str] | None = None) -> None:
         "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ota_fleet_bench"))  # fmt: skip
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
+    parser.add_argument("--fronts", type=int, default=0,
+                        help="more `runota --role vehicle-api,mqtt-front` processes on the ports")  # fmt: skip
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--profile", type=Path, default=None,
                         help="run the server under bench/profile_server.py, reports here")  # fmt: skip

@@ -34,7 +34,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.fleet import run_campaign  # noqa: E402
-from simulator.fleet.drill import FleetProcess, ServerProcess, wait_until  # noqa: E402
+from simulator.fleet.drill import (  # noqa: E402
+    FleetProcess,
+    ServerProcess,
+    stop_process,
+    wait_until,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "otaproject.settings")
 GOAL = 1.15
@@ -57,29 +62,6 @@ def _rss_mib(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-def _start_second(server: ServerProcess, timeout: float) -> subprocess.Popen:
-    """Process B: the vehicle-facing roles only, on A's ports, var/, database, Redis, broker."""
-    log = (server.var / "runota-b.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "runota", "--role", SECOND_ROLES],
-        cwd=REPO,
-        env=server.env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
-
-    def up() -> bool:
-        if process.poll() is not None:
-            tail = (server.var / "runota-b.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"second runota exited with {process.returncode}: {tail}")
-        return "MQTT TLS front" in (server.var / "runota-b.log").read_text(errors="replace")
-
-    wait_until(up, timeout=timeout, what="second runota to listen")
-    return process
-
-
 def _vehicle_requests(log: Path) -> int:
     if not log.exists():
         return 0
@@ -88,16 +70,6 @@ def _vehicle_requests(log: Path) -> int:
             "ota.access" in line and ("/api/v1/ota/" in line or "/api/v1/vehicles/" in line)
             for line in lines
         )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, 15)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait(10)
 
 
 def measure(processes: int, args: argparse.Namespace, run: Path) -> dict[str, Any]:
@@ -118,7 +90,7 @@ def measure(processes: int, args: argparse.Namespace, run: Path) -> dict[str, An
     try:
         pids = [server.process.pid]  # type: ignore[union-attr]
         if processes == 2:
-            second = _start_second(server, timeout=90)
+            second = server.start_front("b", roles=SECOND_ROLES)
             pids.append(second.pid)
         time.sleep(3)
         cpu_before = _cpu_seconds(pids)
@@ -158,7 +130,7 @@ def measure(processes: int, args: argparse.Namespace, run: Path) -> dict[str, An
             except (OSError, ValueError) as exc:
                 result.setdefault("broke", f"fleet summary: {exc}")
         if second is not None:
-            _stop(second)
+            stop_process(second)
         server.stop()
     # Where the kernel put the work: vehicle-API requests each process logged.
     logs = [server.var / "runota.log", server.var / "runota-b.log"][:processes]

@@ -65,6 +65,17 @@ def recreate_postgres_database(url: str) -> None:
         conn.execute(f"CREATE DATABASE {name}")
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group, SIGKILL after 20 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
 @dataclass
 class ServerProcess:
     """`manage.py runota` in its own process, with its own var/ and ports."""
@@ -188,18 +199,41 @@ class ServerProcess:
 
         wait_until(up, timeout=timeout, what="runota to listen")
 
+    def start_front(self, name: str, *, roles: str = "vehicle-api,mqtt-front",
+                    timeout: float = 90) -> subprocess.Popen:  # fmt: skip
+        """One more `runota --role ROLES` on this server's ports, var/, database and broker.
+
+        Both processes must run with `OTA_REUSE_PORT=1` (in `extra_env`); the kernel then
+        spreads the vehicles' connections over them. Stop it with `stop_process`.
+        """
+        path = self.var / f"runota-{name}.log"
+        log = path.open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runota", "--role", roles],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+        def up() -> bool:
+            if process.poll() is not None:
+                tail = path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"runota {name} exited with {process.returncode}: {tail}")
+            return "MQTT TLS front" in path.read_text(errors="replace")
+
+        wait_until(up, timeout=timeout, what=f"runota {name} to listen")
+        return process
+
     def log(self, tail: int = 3000) -> str:
         path = self.var / "runota.log"
         return path.read_text(errors="replace")[-tail:] if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+        if self.process is not None:
+            stop_process(self.process)
 
     def console(self) -> Console:
         console = Console("127.0.0.1", self.console_port, self.var / "pki" / "ca-bundle.pem")

@@ -262,6 +262,7 @@ class Fleet:
                     "state": v.state,
                     "error": v.error,
                     "outcomes": v.outcomes,
+                    "update_errors": v.update_errors,
                     "installed": {ecu_id: version for ecu_id, (version, _) in v.installed.items()},
                 }
                 for v in self.vehicles

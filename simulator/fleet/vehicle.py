@@ -118,6 +118,8 @@ class FleetVehicle:
         self.min_package_version: dict[str, int] = {}
         self.finished_offers: set[tuple[Any, Any]] = set()
         self.outcomes: list[dict[str, Any]] = []
+        # Why runs of an update were retried ("error" outcomes are retried, not recorded there).
+        self.update_errors: list[str] = []
         self.state = "starting"  # starting, connected, updating, offline, failed
         self.error = ""
         self.mqtt: MqttSession | None = None
@@ -403,6 +405,7 @@ class FleetVehicle:
                     self.state = "connected" if self.mqtt is not None else "offline"
             if outcome["result"] != "error" or attempt == retries:
                 break
+            self.update_errors.append(outcome["detail"])
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 60.0)
         if outcome["result"] != "none":
