@@ -120,6 +120,9 @@ class FleetVehicle:
         self.outcomes: list[dict[str, Any]] = []
         # Why runs of an update were retried ("error" outcomes are retried, not recorded there).
         self.update_errors: list[str] = []
+        # An installed update whose final report or proof VCI has not gone through yet: a retry
+        # sends that same report again (the server acknowledges a repeated report once).
+        self._unconfirmed: dict[str, Any] | None = None
         self.state = "starting"  # starting, connected, updating, offline, failed
         self.error = ""
         self.mqtt: MqttSession | None = None
@@ -136,12 +139,14 @@ class FleetVehicle:
             "installed": self.installed,
             "min_package_version": self.min_package_version,
             "finished_offers": sorted(self.finished_offers),
+            "unconfirmed": self._unconfirmed,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.installed = {k: (v[0], v[1]) for k, v in state.get("installed", {}).items()}
         self.min_package_version = dict(state.get("min_package_version", {}))
         self.finished_offers = {tuple(offer) for offer in state.get("finished_offers", [])}
+        self._unconfirmed = state.get("unconfirmed")
 
     # connections ------------------------------------------------------------------------------
 
@@ -372,15 +377,20 @@ class FleetVehicle:
         }
         return await self.https.call("POST", f"/api/v1/vehicles/{self.vin}/vci", json=document)
 
-    async def report(self, update_id: int, vmg_state: int, **fields: Any) -> None:
+    def _report_document(self, update_id: int, vmg_state: int, **fields: Any) -> dict[str, Any]:
         self._sequence += 1
-        document = {
+        return {
             "update_id": update_id,
             "report_id": uuid.uuid4().hex,
             "sequence": self._sequence,
             "vmg_state": vmg_state,
             **fields,
         }
+
+    async def report(self, update_id: int, vmg_state: int, **fields: Any) -> None:
+        await self._send_report(self._report_document(update_id, vmg_state, **fields))
+
+    async def _send_report(self, document: dict[str, Any]) -> None:
         response = await self.https.send("POST", "/api/v1/ota/status", json=document)
         if response.status in (404, 409):
             raise StopUpdate(f"server refused the report: {response.body[:200]!r}")
@@ -395,7 +405,10 @@ class FleetVehicle:
             async with self.shared.https_slots:
                 self.state = "updating"
                 try:
-                    outcome = await self._update_once()
+                    if self._unconfirmed is not None:
+                        outcome = await self._confirm()
+                    else:
+                        outcome = await self._update_once()
                 except StopUpdate as exc:
                     outcome = {"update_id": None, "result": "stopped", "detail": str(exc)}
                 except (HttpsError, MqttError) as exc:
@@ -469,16 +482,29 @@ class FleetVehicle:
         for zone, package in packages.items():
             self.min_package_version[zone] = package.package_version
         running = {ecu_id: version for ecu_id, (version, _) in staged.items()}
-        await self.report(
-            update_id,
-            COMPLETED,
-            percentage=100,
-            current_step="rebooted",
-            running_versions=running,
-            package_proofs=proofs,
-        )
+        self._unconfirmed = {
+            "attempt": attempt,
+            "running": running,
+            "report": self._report_document(
+                update_id,
+                COMPLETED,
+                percentage=100,
+                current_step="rebooted",
+                running_versions=running,
+                package_proofs=proofs,
+            ),
+        }
+        return await self._confirm()
+
+    async def _confirm(self) -> dict[str, Any]:
+        """Send the final report of the installed update (again) and the proof VCI."""
+        assert self._unconfirmed is not None
+        report = self._unconfirmed["report"]
+        await self._send_report(report)
         await self.send_vci("post_update")
-        self.finished_offers.add((update_id, attempt))
+        update_id, running = report["update_id"], self._unconfirmed["running"]
+        self.finished_offers.add((update_id, self._unconfirmed["attempt"]))
+        self._unconfirmed = None
         return {"update_id": update_id, "result": "succeeded", "running": running}
 
     def _verify(self, zone: str, data: bytes, targets: dict[str, str]) -> Any:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -17,6 +20,8 @@ from simulator.fleet.mqtt import (
     split_packets,
 )
 from simulator.fleet.runner import CATALOGUE, assign, failure, rate, shard
+from simulator.fleet.vehicle import Faults, FleetServer, FleetVehicle
+from simulator.https import HttpsError, Response
 
 
 def test_packets_split_at_their_boundaries_across_reads() -> None:
@@ -67,3 +72,60 @@ def test_options_parse(parse, text, value) -> None:
 def test_bad_options_are_refused_naming_the_value(parse, text) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=text.split(":")[0].split("/")[0]):
         parse(text)
+
+
+class _ScriptedApi:
+    """The vehicle API as a fleet vehicle sees it: answers (or errors) in the order given."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.sent: list[tuple[str, str, Any]] = []
+
+    async def send(self, method: str, path: str, *, json: Any = None) -> Response:
+        self.sent.append((method, path, json))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def close(self) -> None:
+        pass
+
+
+def _fleet_vehicle(api: _ScriptedApi) -> FleetVehicle:
+    shared = SimpleNamespace(server=FleetServer(), https_slots=asyncio.Semaphore(1))
+    vehicle = FleetVehicle(
+        SimpleNamespace(vin="WFLEET00000000001"), SimpleNamespace(id=1), shared, Faults()
+    )
+    vehicle.https = api
+    return vehicle
+
+
+def test_a_final_report_lost_on_the_way_is_sent_again_unchanged_not_checked_again() -> None:
+    # The vehicle runs the new software; only its report did not get through. Checking again
+    # would find no offer (the server may already hold the report) and lose the outcome.
+    api = _ScriptedApi(HttpsError(0, "connection reset"), Response(200, {}, b"{}"))
+    vehicle = _fleet_vehicle(api)
+    vcis: list[str] = []
+
+    async def send_vci(trigger: str) -> dict:
+        vcis.append(trigger)
+        return {"snapshot_id": 1}
+
+    vehicle.send_vci = send_vci  # type: ignore[method-assign]
+    running = {"ECU_001": "2.0.0"}
+    vehicle._unconfirmed = {
+        "attempt": 1,
+        "running": running,
+        "report": vehicle._report_document(7, 6, running_versions=running),
+    }
+
+    asyncio.run(vehicle.run_update(retry_seconds=0))
+
+    assert [path for _, path, _ in api.sent] == ["/api/v1/ota/status"] * 2
+    assert api.sent[0][2] == api.sent[1][2]  # same report id and sequence: acknowledged once
+    assert vcis == ["post_update"]
+    assert vehicle.outcomes == [{"update_id": 7, "result": "succeeded", "running": running}]
+    assert vehicle.update_errors == ["connection reset"]
+    assert (7, 1) in vehicle.finished_offers
+    assert vehicle.saved_state()["unconfirmed"] is None
