@@ -4,6 +4,7 @@ import asyncio
 import errno
 import logging
 import os
+import resource
 import socket
 import sys
 import threading
@@ -54,6 +55,30 @@ def _check_database() -> None:
         pool_log.setLevel(level)
         # The listeners' threads open their own connections.
         connection.close()
+
+
+# A vehicle on the MQTT front holds two descriptors: its TLS connection and the front's broker
+# connection. The rest of the process (database pool, log files, the bridge, listeners) needs
+# a few hundred at most.
+DESCRIPTORS_PER_VEHICLE = 2
+RESERVED_DESCRIPTORS = 300
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft open-files limit to the hard one; the limit and the vehicles it holds.
+
+    A service manager's usual soft limit (1024) would cap the process at about 360 vehicles
+    while its hard limit allows far more.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (OSError, ValueError):
+            pass  # the limit stays; the caller says what it holds
+    return soft, max(soft - RESERVED_DESCRIPTORS, 0) // DESCRIPTORS_PER_VEHICLE
 
 
 # After a stop (SIGTERM, SIGINT, a service given up) work in progress gets this long to finish.
@@ -214,6 +239,8 @@ class Command(BaseCommand):
                 f"cannot listen on {exc.interface}:{exc.port}: {reason.lower()} ({hint})"
             ) from None
         self._announce(listeners, ports)
+        if "mqtt" in ports:
+            self._announce_open_files(*raise_open_files_limit())
         stop = threading.Event()
         reactor = pqc.server.reactor
         given_up: list[str] = []
@@ -270,6 +297,15 @@ class Command(BaseCommand):
                 f"  {config.id:>2}  {config.name:<34} {config.group}/{config.signature_algorithm}"
             )
         self.stdout.write(f"groups offered: {':'.join(policy.groups)}")
+
+    def _announce_open_files(self, limit: int, vehicles: int) -> None:
+        self.stdout.write(f"open files     {limit} (about {vehicles} vehicles on the MQTT front)")
+        if vehicles < settings.OTA_MAX_CONNECTIONS:
+            self.stderr.write(
+                f"warning: the open-files limit {limit} holds about {vehicles} vehicles, fewer "
+                f"than OTA_MAX_CONNECTIONS={settings.OTA_MAX_CONNECTIONS}; raise the hard limit "
+                "(systemd LimitNOFILE=, docker --ulimit nofile=) or lower OTA_MAX_CONNECTIONS"
+            )
 
     def _import_background_services(self, roles: list[str]) -> dict[str, Callable[..., Any]]:
         """This process's services, imported before anything is announced."""
