@@ -430,6 +430,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connect-only", action="store_true",
                         help="stop before the campaign (memory and telemetry only)")  # fmt: skip
     args = parser.parse_args(argv)
+    # Started in the background, a shell makes SIGINT ignored: Ctrl-C or `kill -INT` must still
+    # stop the run through its cleanup (fleets, then servers).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # Children inherit the raised limit: the server holds one descriptor per vehicle and more.
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
