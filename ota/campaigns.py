@@ -152,9 +152,15 @@ def _validate_firmware(firmware_ids: Sequence[int]) -> list[Firmware]:
     return releases
 
 
-def eligible_vehicles(campaign: Campaign) -> QuerySet[Vehicle]:
-    """Vehicles the targeting selects that have an ECU the campaign's firmware would update."""
-    return _eligible(campaign, list(campaign.firmware.prefetch_related("compatibilities")))
+def eligible_vehicles(
+    campaign: Campaign, *, among_vins: Sequence[str] | None = None
+) -> QuerySet[Vehicle]:
+    """Vehicles the targeting selects that have an ECU the campaign's firmware would update.
+
+    `among_vins`, a part of the campaign's `target_vins`, narrows the VINs looked at.
+    """
+    releases = list(campaign.firmware.prefetch_related("compatibilities"))
+    return _eligible(campaign, releases, among_vins=among_vins)
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,9 @@ def preview_targets(
     )
 
 
-def _eligible(campaign: Campaign, releases: list[Firmware]) -> QuerySet[Vehicle]:
+def _eligible(
+    campaign: Campaign, releases: list[Firmware], *, among_vins: Sequence[str] | None = None
+) -> QuerySet[Vehicle]:
     match = Q(pk__in=[])
     for release in releases:
         hardware = [c.hardware_version for c in release.compatibilities.all()]
@@ -214,7 +222,9 @@ def _eligible(campaign: Campaign, releases: list[Firmware]) -> QuerySet[Vehicle]
     if campaign.target_model_years:
         vehicles = vehicles.filter(model_year__in=campaign.target_model_years)
     if campaign.target_vins:
-        vehicles = vehicles.filter(vin__in=campaign.target_vins)
+        vehicles = vehicles.filter(
+            vin__in=campaign.target_vins if among_vins is None else among_vins
+        )
     if campaign.target_filter is not None:
         # A saved filter is evaluated at every tick: vehicles that match it later join.
         matching = filter_vehicles(campaign.target_filter.query)

@@ -293,3 +293,47 @@ def test_a_vehicle_busy_with_another_campaign_waits(
     second = launch_campaign(fleet_operator, [tcm], target_vins=[fleet[0].vin])
     assert OtaUpdate.objects.get(campaign=first).state == UpdateState.OFFERED
     assert OtaUpdate.objects.get(campaign=second).state == UpdateState.QUEUED
+
+
+def _vin_parameters(queries: list[dict], vins: list[str]) -> int:
+    """How many of `vins` the captured queries bind (as quoted literals in the SQL)."""
+    return max((sum(f"'{vin}'" in q["sql"] for vin in vins) for q in queries), default=0)
+
+
+def test_a_tick_binds_none_of_the_named_vins_once_each_has_its_record(
+    fleet, fleet_operator, ecm_release, fake_packages
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    vins = [v.vin for v in fleet]
+    campaign = launch_campaign(fleet_operator, [ecm_release], target_vins=vins)
+    assert OtaUpdate.objects.filter(campaign=campaign).count() == len(vins)
+
+    with CaptureQueriesContext(connection) as queries:
+        summary = run_tick()
+
+    assert summary.joined == 0
+    assert _vin_parameters(queries.captured_queries, vins) == 0
+
+
+def test_a_named_vin_registered_later_joins_and_only_it_is_looked_up(
+    fleet, fleet_operator, ecm_release, fake_packages
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    latecomer_vin = "5YJ3E1EA7KF317001"
+    register_vehicle(vin=latecomer_vin, model_name="Aurora", model_year=2026)
+    vins = [v.vin for v in fleet]
+    campaign = launch_campaign(fleet_operator, [ecm_release], target_vins=[*vins, latecomer_vin])
+    # The latecomer was named but had no record at the fan-out: take it away, as if it had
+    # registered after the campaign started.
+    OtaUpdate.objects.filter(campaign=campaign, vehicle__vin=latecomer_vin).delete()
+
+    with CaptureQueriesContext(connection) as queries:
+        summary = run_tick()
+
+    assert summary.joined == 1
+    assert OtaUpdate.objects.filter(campaign=campaign, vehicle__vin=latecomer_vin).exists()
+    assert _vin_parameters(queries.captured_queries, vins) == 0
