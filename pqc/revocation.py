@@ -55,7 +55,8 @@ class OpenConnections:
 
     def sweep(self) -> int:
         """Cut every open connection whose certificate is revoked; forget closed ones."""
-        verdicts: dict[int, bool] = {}
+        # The lists are read (or found unchanged) once per sweep, not once per connection.
+        revoked = self._revoked()
         closed = 0
         for protocol, serial in list(self._serials.items()):
             transport = getattr(protocol, "transport", None)
@@ -63,9 +64,7 @@ class OpenConnections:
                 # Gone since the last sweep: nothing to cut, nothing to keep.
                 del self._serials[protocol]
                 continue
-            if serial not in verdicts:
-                verdicts[serial] = self._is_revoked(serial)
-            if verdicts[serial]:
+            if serial in revoked:
                 del self._serials[protocol]
                 logger.warning("closing a connection of revoked certificate %x", serial)
                 protocol.abortConnection()
@@ -73,10 +72,10 @@ class OpenConnections:
         self.closed_total += closed
         return closed
 
-    def _is_revoked(self, serial: int) -> bool:
+    def _revoked(self) -> frozenset[int]:
         try:
-            return self.revocation.is_revoked(serial)
+            return self.revocation.revoked_serials()
         except Exception:
             # An unreadable CRL must not stop the sweeps; the next one tries again.
             logger.exception("could not read the certificate revocation lists")
-            return False
+            return frozenset()

@@ -76,13 +76,17 @@ class RevocationList:
             stamp.append((st.st_mtime_ns, st.st_size))
         return tuple(stamp)
 
-    def is_revoked(self, serial: int) -> bool:
+    def revoked_serials(self) -> frozenset[int]:
+        """The revoked serials as the files on disk say now."""
         stamp = self._current_stamp()
         with self._lock:
             if stamp != self._stamp:
                 self._serials = frozenset(self._pki.revoked_serials())
                 self._stamp = stamp
-            return serial in self._serials
+            return self._serials
+
+    def is_revoked(self, serial: int) -> bool:
+        return serial in self.revoked_serials()
 
 
 def _use_key(ctx: SSL.Context, path: Path, passphrase: bytes | None) -> None:

@@ -77,7 +77,7 @@ def test_an_unreadable_revocation_list_keeps_connections_and_sweeping(
     fleet: FleetMaterial,
 ) -> None:
     class Broken(RevocationList):
-        def is_revoked(self, serial: int) -> bool:
+        def revoked_serials(self) -> frozenset[int]:
             raise OSError("CRL unreadable")
 
     connections = OpenConnections(Broken(fleet.pki), interval=1, reactor=Clock())
@@ -85,3 +85,31 @@ def test_an_unreadable_revocation_list_keeps_connections_and_sweeping(
     connections.track(connection, 1)
     assert connections.sweep() == 0
     assert connection.aborted == 0
+
+
+def test_a_sweep_looks_at_the_revocation_files_once_however_many_connections(
+    fleet: FleetMaterial, monkeypatch
+) -> None:
+    # A front holding 5,000 vehicles stat()ed the CRL files for each of them at every sweep.
+    revocation = RevocationList(fleet.pki)
+    looked: list[int] = []
+    original = revocation._current_stamp
+
+    def counting() -> tuple:
+        looked.append(1)
+        return original()
+
+    monkeypatch.setattr(revocation, "_current_stamp", counting)
+    connections = OpenConnections(revocation, interval=1, reactor=Clock())
+    revoked = _serial(fleet, "sweep-many-revoked")
+    victims = [_Connection() for _ in range(3)]
+    for serial, connection in enumerate([_Connection() for _ in range(200)], start=10_000):
+        connections.track(connection, serial)
+    for victim in victims:
+        connections.track(victim, revoked)
+    fleet.pki.revoke(revoked)
+
+    assert connections.sweep() == 3
+    assert len(looked) == 1
+    assert [v.aborted for v in victims] == [1, 1, 1]
+    assert len(connections) == 200
