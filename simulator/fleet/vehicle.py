@@ -209,8 +209,10 @@ class FleetVehicle:
             try:
                 await self._mqtt_session(stop)
                 delay = 1.0
-            except (MqttError, TlsClosed) as exc:
-                self.error = f"mqtt: {exc}"
+            except (MqttError, TlsClosed, OSError, TimeoutError) as exc:
+                # Whatever ends a session (a CONNACK that never came included), the vehicle
+                # tries again: in a reconnect storm an uncaught timeout ended a third of them.
+                self.error = f"mqtt: {str(exc) or type(exc).__name__}"
             if stop.is_set():
                 break
             self.state = "offline"

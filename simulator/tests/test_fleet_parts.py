@@ -93,7 +93,12 @@ class _ScriptedApi:
 
 
 def _fleet_vehicle(api: _ScriptedApi) -> FleetVehicle:
-    shared = SimpleNamespace(server=FleetServer(), https_slots=asyncio.Semaphore(1))
+    shared = SimpleNamespace(
+        server=FleetServer(),
+        https_slots=asyncio.Semaphore(1),
+        model_name="Aurora",
+        model_year=2026,
+    )
     vehicle = FleetVehicle(
         SimpleNamespace(vin="WFLEET00000000001"), SimpleNamespace(id=1), shared, Faults()
     )
@@ -129,3 +134,31 @@ def test_a_final_report_lost_on_the_way_is_sent_again_unchanged_not_checked_agai
     assert vehicle.update_errors == ["connection reset"]
     assert (7, 1) in vehicle.finished_offers
     assert vehicle.saved_state()["unconfirmed"] is None
+
+
+def test_a_session_that_times_out_is_tried_again_not_given_up() -> None:
+    api = _ScriptedApi()
+    api.call = lambda *a, **k: _answer({})  # type: ignore[attr-defined]
+    vehicle = _fleet_vehicle(api)
+    vehicle.send_vci = lambda trigger: _answer({})  # type: ignore[method-assign]
+    sessions: list[int] = []
+
+    async def session(stop: asyncio.Event) -> None:
+        sessions.append(1)
+        if len(sessions) == 1:
+            raise TimeoutError  # the CONNACK never came
+        stop.set()
+
+    vehicle._mqtt_session = session  # type: ignore[method-assign]
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        await asyncio.wait_for(vehicle.run(stop), timeout=10)
+
+    asyncio.run(run())
+    assert len(sessions) == 2
+    assert vehicle.error == "mqtt: TimeoutError"
+
+
+async def _answer(value: Any) -> Any:
+    return value
