@@ -66,6 +66,10 @@ def test_fifty_vehicles_through_two_campaigns_and_a_diagnostics_request(server) 
         done = console.wait_campaign(first, lambda c: c["status"] in TERMINAL, timeout=90)
         assert done["status"] == "completed", done
         assert done["counts"]["succeeded"] == FLEET
+        # The server counts a success at the vehicle's final report; the vehicle's own account
+        # is complete once its proof VCI has gone through too.
+        wait_until(lambda: fleet.progress().get("done") == FLEET, timeout=60,
+                   what="every vehicle's own account of its update", every=0.5)  # fmt: skip
     finally:
         summary = fleet.stop()
     # Each vehicle's own account matches the server's: one success, ECM on 2.0.0.
