@@ -179,17 +179,20 @@ class ServerProcess:
     def fleet_dir(self) -> Path:
         return self.var / "fleet"
 
+    def _spawn(self, arguments: list[str], log_name: str) -> subprocess.Popen:
+        """Python with `arguments` in its own session, its output appended to var/LOG_NAME."""
+        with (self.var / log_name).open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, *arguments],
+                cwd=ROOT,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
     def start(self, *, timeout: float = 90) -> None:
-        log = (self.var / "runota.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, *self.wrapper, "manage.py", "runota"],
-            cwd=ROOT,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        self.process = self._spawn([*self.wrapper, "manage.py", "runota"], "runota.log")
 
         def up() -> bool:
             assert self.process is not None
@@ -207,16 +210,7 @@ class ServerProcess:
         spreads the vehicles' connections over them. Stop it with `stop_process`.
         """
         path = self.var / f"runota-{name}.log"
-        log = path.open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "runota", "--role", roles],
-            cwd=ROOT,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        process = self._spawn(["manage.py", "runota", "--role", roles], path.name)
 
         def up() -> bool:
             if process.poll() is not None:
